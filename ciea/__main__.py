@@ -1,0 +1,7 @@
+"""Entry point for ``python -m ciea``."""
+
+import sys
+
+from ciea.cli import main
+
+sys.exit(main())

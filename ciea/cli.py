@@ -1,0 +1,175 @@
+"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval}``.
+
+The output formats of ``retrievers``, ``search`` and ``eval`` are contracts (DESIGN
+section 6): other tools parse them. Errors go to stderr as one clear line, exit code != 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ciea.backbones import SPEC_HELP, BackboneLoadError
+from ciea.config import BACKBONE_ENV, DEFAULT_INDEX_FACTORY, Settings, default_backbone_spec
+from ciea.data.schema import CorpusError, load_queries, write_jsonl
+from ciea.index import IndexStoreError
+from ciea.validation import InputError
+
+EXIT_USAGE = 2
+EXIT_ARTEFACT = 3
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return dataclasses.replace(Settings(), backbone=args.backbone)
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def cmd_retrievers(args: argparse.Namespace) -> int:
+    from ciea.service import SearchService
+
+    service = SearchService(_settings(args))
+    ready = service.retrievers(args.corpus)
+    for name, why in service.unavailable(args.corpus).items():
+        print(f"warning: {name} unavailable: {why}", file=sys.stderr)
+    _print_json(ready)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ciea.evaluate import hits_to_run
+    from ciea.service import SearchService
+
+    queries = load_queries(args.queries)
+    service = SearchService(_settings(args))
+    state = service.retriever(args.corpus, args.retriever)
+    if not state.ready:
+        print(f"error: {state.error}", file=sys.stderr)
+        return EXIT_ARTEFACT
+    hits = service.search_batch([q.text for q in queries], args.corpus, args.retriever, args.k)
+    run = hits_to_run([q.qid for q in queries], hits)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(run, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(f"wrote {len(run)} queries x top-{args.k} to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ciea.build import build_indexes
+
+    reports = build_indexes(args.corpus, _settings(args), args.retriever or None, factory=args.factory)
+    _print_json([{"corpus": r.corpus, "retriever": r.retriever, "folder": str(r.folder), "count": r.count,
+                  "dim": r.dim, "seconds": round(r.seconds, 2)} for r in reports])
+    return 0
+
+
+def cmd_build_assets(args: argparse.Namespace) -> int:
+    if args.corpus != "stamps":
+        raise InputError(f"build-assets knows only 'stamps' so far (got {args.corpus!r}).")
+    from ciea.data.stamps import DEFAULT_SOURCE, build_stamps_corpus, package_version
+
+    source = Path(args.source) if args.source else DEFAULT_SOURCE
+    start = time.perf_counter()
+    corpus = build_stamps_corpus(source, _settings(args).corpus_dir("stamps"),
+                                 package_version=package_version())
+    print(f"wrote {len(corpus)} stamps to {corpus.root} in {time.perf_counter() - start:.0f}s",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ciea.evaluate import caption_queries, evaluate_run, hits_to_run, load_qrels
+    from ciea.service import SearchService
+
+    service = SearchService(_settings(args))
+    if args.queries:
+        if not args.qrels:
+            raise InputError("--queries needs --qrels (TREC 'qid 0 doc_id rel' or JSON {qid: {doc_id: rel}}).")
+        queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
+    elif args.split == "captions":
+        queries, qrels = caption_queries(service.corpus(args.corpus))
+    else:
+        raise InputError(f"No query set '{args.split}' for corpus {args.corpus!r}; use --split captions "
+                         "or pass --queries Q.jsonl --qrels QRELS.")
+    results = {}
+    for name in args.retriever or service.retrievers(args.corpus):
+        hits = service.search_batch([q.text for q in queries], args.corpus, name, args.k)
+        results[name] = evaluate_run(qrels, hits_to_run([q.qid for q in queries], hits))
+    if args.split == "captions" and not args.queries and not args.retriever:
+        from ciea.evaluate import image_side_metrics
+
+        results["image-side (caption -> image)"] = image_side_metrics(service.corpus(args.corpus),
+                                                                      service.backbone, args.k)
+    report = {"corpus": args.corpus, "split": args.split if not args.queries else str(args.queries),
+              "queries": len(queries), "backbone": service.backbone.spec, "metrics": results}
+    out = service.settings.indexes_dir / args.corpus / f"eval_{args.split}.json"
+    if not args.queries:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    _print_json(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ciea", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backbone", default=default_backbone_spec(),
+                        help=f"{SPEC_HELP} (default: ${BACKBONE_ENV} or 'bundled')")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("retrievers", parents=[common], help="print the JSON list of searchable retrievers")
+    p.add_argument("--corpus", required=True)
+    p.set_defaults(func=cmd_retrievers)
+
+    p = sub.add_parser("search", parents=[common], help="run queries, write a {qid: {doc_id: score}} run")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--retriever", required=True)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--queries", required=True, type=Path, help='JSON lines {"qid": str, "text": str}')
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("build", parents=[common], help="encode a corpus and write its FAISS indexes")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--retriever", action="append", help="only this retriever (repeatable)")
+    p.add_argument("--factory", default=DEFAULT_INDEX_FACTORY,
+                   help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32 (default: Flat)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("build-assets", parents=[common], help="rebuild assets/<corpus> from source data")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--source", help="source directory (stamps: /usr/share/tuxpaint/stamps)")
+    p.set_defaults(func=cmd_build_assets)
+
+    p = sub.add_parser("eval", parents=[common], help="print IR metrics per retriever as JSON")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--split", default="test", help="query set name (stamps: captions)")
+    p.add_argument("--queries", type=Path)
+    p.add_argument("--qrels", type=Path)
+    p.add_argument("--retriever", action="append")
+    p.add_argument("--k", type=int, default=100)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (InputError, CorpusError, BackboneLoadError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except IndexStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ARTEFACT

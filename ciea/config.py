@@ -1,0 +1,56 @@
+"""The one place that decides paths, environment variables and runtime defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Environment variables a user (or a Space) can set.
+BACKBONE_ENV = "CIEA_BACKBONE"
+ASSETS_ENV = "CIEA_ASSETS_DIR"
+INDEXES_ENV = "CIEA_INDEX_DIR"
+THREADS_ENV = "CIEA_THREADS"
+
+DEFAULT_BACKBONE = "bundled"
+DEFAULT_INDEX_FACTORY = "Flat"
+DEFAULT_K = 10
+MAX_K = 100
+
+
+def default_backbone_spec() -> str:
+    """The backbone spec from the environment, else the offline default."""
+    return os.environ.get(BACKBONE_ENV, "").strip() or DEFAULT_BACKBONE
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where artefacts live and which backbone answers queries."""
+
+    backbone: str = field(default_factory=default_backbone_spec)
+    assets_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get(ASSETS_ENV, PROJECT_ROOT / "assets"))
+    )
+    indexes_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get(INDEXES_ENV, PROJECT_ROOT / "indexes"))
+    )
+
+    def corpus_dir(self, corpus: str) -> Path:
+        return self.assets_dir / corpus
+
+    def index_dir(self, corpus: str, retriever: str) -> Path:
+        return self.indexes_dir / corpus / retriever
+
+
+def configure_threads(n: int | None = None) -> int:
+    """Set torch and FAISS thread counts once, explicitly (they fight otherwise)."""
+    if n is None:
+        n = int(os.environ.get(THREADS_ENV, "0") or 0) or (os.cpu_count() or 1)
+    import faiss  # imported before torch on purpose: both ship an OpenMP runtime
+    import torch
+
+    faiss.omp_set_num_threads(n)
+    torch.set_num_threads(n)
+    return n

@@ -1,0 +1,94 @@
+"""Retrieval evaluation with ranx (a maintained IR metrics library).
+
+Runs are ``{qid: {doc_id: score}}``. Before scoring, every ranked list is re-scored by rank
+(rank 1 highest) after ordering ties by a hash of the doc id, so the metric library never
+breaks ties by corpus order or by doc id spelling.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from ciea.data.schema import Corpus, Query
+from ciea.index import Hit, tie_breaker
+
+METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
+Qrels = Mapping[str, Mapping[str, int]]
+RunDict = dict[str, dict[str, float]]
+
+
+def hits_to_run(qids: Sequence[str], hits: Sequence[Sequence[Hit]]) -> RunDict:
+    """The run-file form (``{qid: {doc_id: score}}``) of ranked hits."""
+    return {qid: {h.doc_id: h.score for h in row} for qid, row in zip(qids, hits)}
+
+
+def rank_scores(run: Mapping[str, Mapping[str, float]]) -> RunDict:
+    """Replace scores by strictly decreasing rank scores, ties ordered by a doc-id hash."""
+    out: RunDict = {}
+    for qid, docs in run.items():
+        ordered = sorted(docs.items(), key=lambda kv: (-round(kv[1], 6), tie_breaker(kv[0])))
+        out[qid] = {doc: float(len(ordered) - i) for i, (doc, _) in enumerate(ordered)}
+    return out
+
+
+def evaluate_run(qrels: Qrels, run: Mapping[str, Mapping[str, float]],
+                 metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """Mean metrics over the queries in ``qrels`` (queries missing from the run score 0)."""
+    from ranx import Qrels as RQrels, Run as RRun, evaluate
+
+    ranked = rank_scores(run)
+    for qid in qrels:
+        ranked.setdefault(qid, {})
+    scores = evaluate(RQrels({q: dict(d) for q, d in qrels.items()}),
+                      RRun({q: ranked[q] for q in qrels}), list(metrics), make_comparable=True)
+    if isinstance(scores, float):
+        scores = {metrics[0]: scores}
+    return {m: round(float(v), 4) for m, v in scores.items()}
+
+
+def caption_queries(corpus: Corpus) -> tuple[list[Query], dict[str, dict[str, int]]]:
+    """Caption-as-query: each document's caption should find that document."""
+    queries = [Query(d.doc_id, d.text) for d in corpus]
+    return queries, {d.doc_id: {d.doc_id: 1} for d in corpus}
+
+
+def load_qrels(path) -> dict[str, dict[str, int]]:
+    """Qrels from JSON ``{qid: {doc_id: rel}}`` or TREC lines ``qid 0 doc_id rel`` /
+    ``qid doc_id rel`` (tab or space separated)."""
+    import json
+    from pathlib import Path
+
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        return {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in json.loads(text).items()}
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 4:
+            qid, _, doc, rel = parts
+        elif len(parts) == 3:
+            qid, doc, rel = parts
+        else:
+            raise ValueError(f"{path}:{lineno}: expected 'qid 0 doc_id rel' or 'qid doc_id rel'")
+        qrels.setdefault(qid, {})[doc] = int(rel)
+    return qrels
+
+
+def image_side_metrics(corpus: Corpus, backbone, k: int = 100) -> dict[str, float]:
+    """Caption -> image: captions against the dual encoder's aligned image vectors alone.
+
+    Isolates what the image side contributes (zero-shot ConSE on the bundled towers).
+    """
+    from ciea.features import encode_corpus
+    from ciea.index import IndexManifest, VectorIndex
+    from ciea.retrievers.alignment import default_alignment
+
+    features = encode_corpus(corpus, backbone)
+    image = default_alignment(backbone)(features.image)
+    manifest = IndexManifest(corpus.name, "image-side", backbone.spec, image.shape[1], len(corpus))
+    index = VectorIndex.build(image, [d.doc_id for d in corpus], manifest)
+    queries, qrels = caption_queries(corpus)
+    hits = index.search(features.text, k)
+    return evaluate_run(qrels, hits_to_run([q.qid for q in queries], hits))

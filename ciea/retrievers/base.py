@@ -1,0 +1,53 @@
+"""The retriever interface: encode queries, encode documents, into one searchable space."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ciea.backbones import Backbone
+from ciea.data.schema import Corpus
+from ciea.features import CorpusFeatures
+
+
+class Retriever(ABC):
+    """A retrieval system over one backbone.
+
+    Query and document vectors are L2-normalised and scored by inner product, so any
+    retriever plugs into the same FAISS index store. Trained retrievers report the hash of
+    their checkpoint so indexes built with other weights are refused.
+    """
+
+    name: str
+    title: str  # short UI label
+    supports_image_queries: bool = False
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Width of query and document vectors."""
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        return None
+
+    @abstractmethod
+    def towers(self) -> str:
+        """Which towers (and heads) produce this retriever's vectors, in plain words."""
+
+    @abstractmethod
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(Q, dim) query vectors."""
+
+    @abstractmethod
+    def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        """(N, dim) document vectors in corpus order."""
+
+    def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} does not take image queries")
