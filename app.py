@@ -7,6 +7,7 @@ import logging
 import gradio as gr
 
 from ciea.config import DEFAULT_K, MAX_K, Settings
+from ciea.retrievers import REGISTRY
 from ciea.service import SearchService
 from ciea.ui.results import CSS, message_html, results_html
 from ciea.validation import InputError
@@ -58,12 +59,13 @@ def build_demo(service: SearchService) -> gr.Blocks:
         if unavailable:
             gr.Markdown("\n".join(f"- **{n}** unavailable: `{why}`" for n, why in unavailable.items()))
         with gr.Row():
-            query = gr.Textbox(label="Query", placeholder="e.g. an elephant", scale=4, max_length=2000,
-                               autofocus=True)
+            query = gr.Textbox(value=EXAMPLES[0][0], label="Query", placeholder="e.g. an elephant", scale=4,
+                               max_length=2000, autofocus=True)
             button = gr.Button("Search", variant="primary", scale=1)
         with gr.Row():
             corpus = gr.Dropdown(corpora, value=default_corpus, label="Corpus", scale=1)
-            retrievers = gr.CheckboxGroup(ready, value=ready, label="Retrievers", scale=3)
+            retrievers = gr.CheckboxGroup([(f"{REGISTRY[n].title} ({n})", n) for n in ready], value=ready,
+                                          label="Retrievers", scale=3)
             k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results per retriever (k)", scale=2)
         results = gr.HTML(label="Results")
         with gr.Accordion("Raw results (JSON, as the /search API returns them)", open=False):
@@ -76,6 +78,7 @@ def build_demo(service: SearchService) -> gr.Blocks:
         inputs = [query, corpus, retrievers, k]
         button.click(search, inputs, [results, raw], api_name="search", concurrency_limit=4)
         query.submit(search, inputs, [results, raw], api_name=False, concurrency_limit=4)
+        demo.load(search, inputs, [results, raw], api_name=False)  # results on first sight
     return demo
 
 

@@ -184,8 +184,15 @@ class VectorIndex:
         k = max(0, min(int(k), len(self)))
         if k == 0:
             return [[] for _ in range(len(queries))]
-        fetch = min(len(self), k + max(10, k))  # margin so ties at the cut-off are decided fairly
-        scores, rows = self.index.search(queries, fetch)
+        fetch = min(len(self), k + max(10, k))
+        while True:
+            scores, rows = self.index.search(queries, fetch)
+            # If the k-th score still ties with the last fetched one, the tie may continue past
+            # the fetched rows: fetch more so the hash, not insertion order, decides.
+            open_tie = np.round(scores[:, fetch - 1], 6) >= np.round(scores[:, k - 1], 6)
+            if fetch == len(self) or not open_tie.any():
+                break
+            fetch = min(len(self), fetch * 4)
         out = []
         for score_row, id_row in zip(scores, rows):
             hits = [Hit(self.ids[i], float(s)) for s, i in zip(score_row, id_row) if i >= 0]

@@ -15,8 +15,9 @@ from ciea.retrievers import REGISTRY
 from ciea.service import ResultRow, SearchResponse
 
 CSS = """
-.ciea-results { width: 100%; border-collapse: separate; border-spacing: 6px; table-layout: fixed; }
-.ciea-results th { text-align: left; font-weight: 600; padding: 4px 6px; }
+.ciea-results { width: 100%; border-collapse: separate; border-spacing: 6px; table-layout: fixed; border: none; }
+.ciea-results th { text-align: left; font-weight: 600; padding: 4px 6px; border: none; background: none; }
+.ciea-results th:first-child { width: 2.5em; }
 .ciea-results th small { display: block; font-weight: 400; opacity: .75; }
 .ciea-results td { vertical-align: top; padding: 6px; border-radius: 8px;
   background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }

@@ -1,0 +1,58 @@
+"""The command-line contracts of DESIGN section 6, on the shipped stamps indexes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ciea.data.schema import load_corpus
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "ciea", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_retrievers_prints_a_json_list(repo_root):
+    out = run_cli("retrievers", "--corpus", "stamps", cwd=repo_root)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["text-dense", "dual-split", "dual-fused"]
+
+
+def test_search_writes_a_valid_run_with_stamp_ids(repo_root, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"qid": "q1", "text": "An elephant."}\n{"qid": "q2", "text": "a fire truck"}\n'
+                       '{"qid": "q3", "text": "🍕 <b>pizza</b>"}\n', encoding="utf-8")
+    out_file = tmp_path / "runs" / "run.json"
+    out = run_cli("search", "--corpus", "stamps", "--retriever", "text-dense", "--k", "10",
+                  "--queries", str(queries), "--out", str(out_file), cwd=repo_root)
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out_file.read_text(encoding="utf-8"))
+    ids = {d.doc_id for d in load_corpus("stamps", repo_root / "assets")}
+    assert set(run) == {"q1", "q2", "q3"}
+    for qid, docs in run.items():
+        assert len(docs) == 10 and set(docs) <= ids
+        scores = list(docs.values())
+        assert scores == sorted(scores, reverse=True)
+    assert next(iter(run["q1"])) == "animals/mammals/elephant.png"
+
+
+def test_errors_exit_non_zero_with_a_message(repo_root, tmp_path):
+    out = run_cli("retrievers", "--corpus", "nope", cwd=repo_root)
+    assert out.returncode == 2 and "Unknown corpus 'nope'" in out.stderr and "Traceback" not in out.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"qid": "q1"}\n')
+    out = run_cli("search", "--corpus", "stamps", "--retriever", "text-dense", "--k", "5",
+                  "--queries", str(bad), "--out", str(tmp_path / "r.json"), cwd=repo_root)
+    assert out.returncode == 2 and '"qid" and "text"' in out.stderr
+
+
+def test_search_with_a_mismatched_index_names_the_rebuild_command(repo_root, tmp_path):
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"qid": "q1", "text": "a cat"}\n')
+    out = run_cli("search", "--corpus", "stamps", "--retriever", "dual-fused", "--k", "5",
+                  "--backbone", "open_clip:ViT-B-32:none", "--queries", str(queries),
+                  "--out", str(tmp_path / "r.json"), cwd=repo_root)
+    assert out.returncode == 3
+    assert "python -m ciea build --corpus stamps --retriever dual-fused" in out.stderr

@@ -1,0 +1,44 @@
+"""Metrics against hand-computed values; tie handling independent of corpus order."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ciea.evaluate import evaluate_run, load_qrels, rank_scores
+
+
+def test_metrics_match_hand_computed_values():
+    qrels = {"q1": {"b": 1}, "q2": {"x": 1, "z": 1}}
+    run = {"q1": {"a": 0.9, "b": 0.5, "c": 0.1}, "q2": {"x": 0.3, "y": 0.2, "z": 0.1}}
+    m = evaluate_run(qrels, run, ["mrr@10", "recall@1", "recall@10", "ndcg@10"])
+    assert m["mrr@10"] == pytest.approx((0.5 + 1.0) / 2, abs=1e-4)
+    assert m["recall@1"] == pytest.approx((0 + 0.5) / 2, abs=1e-4)
+    assert m["recall@10"] == pytest.approx(1.0)
+    ndcg_q1 = (1 / math.log2(3)) / 1.0
+    ndcg_q2 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert m["ndcg@10"] == pytest.approx((ndcg_q1 + ndcg_q2) / 2, abs=1e-4)
+
+
+def test_query_missing_from_run_counts_as_zero():
+    m = evaluate_run({"q1": {"a": 1}, "q2": {"b": 1}}, {"q1": {"a": 1.0}}, ["mrr@10"])
+    assert m["mrr@10"] == pytest.approx(0.5)
+
+
+def test_tied_scores_are_ranked_the_same_whatever_the_run_order():
+    docs = [f"d{i}" for i in range(20)]
+    forward = rank_scores({"q": {d: 0.5 for d in docs}})
+    backward = rank_scores({"q": {d: 0.5 for d in reversed(docs)}})
+    assert forward == backward
+    assert sorted(forward["q"].values(), reverse=True) == [float(20 - i) for i in range(20)]
+
+
+def test_load_qrels_formats(tmp_path):
+    (tmp_path / "a.txt").write_text("q1\t0\td1\t1\nq1 0 d2 1\nq2\td3\t1\n")
+    assert load_qrels(tmp_path / "a.txt") == {"q1": {"d1": 1, "d2": 1}, "q2": {"d3": 1}}
+    (tmp_path / "b.json").write_text('{"q1": {"d1": 1}}')
+    assert load_qrels(tmp_path / "b.json") == {"q1": {"d1": 1}}
+    (tmp_path / "c.txt").write_text("only two\n")
+    with pytest.raises(ValueError, match="c.txt:1"):
+        load_qrels(tmp_path / "c.txt")

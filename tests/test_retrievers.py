@@ -1,0 +1,81 @@
+"""ConSE and the dual-encoder score forms, on hand-made numbers and a tiny corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ciea.backbones import ImageFeatures
+from ciea.features import CorpusFeatures
+from ciea.retrievers import UnknownRetrieverError, create_retriever, retriever_names
+from ciea.retrievers.alignment import conse_embed
+
+
+def test_conse_on_a_hand_made_probability_vector():
+    classes = np.eye(4, dtype=np.float32)  # class c embeds as the c-th unit vector
+    probs = np.array([[0.5, 0.3, 0.15, 0.05]])
+    # top-2: weights 0.5/0.8 and 0.3/0.8 on e0, e1, then L2-normalised
+    expected = np.array([[0.625, 0.375, 0.0, 0.0]]) / np.hypot(0.625, 0.375)
+    np.testing.assert_allclose(conse_embed(probs, classes, top_t=2), expected, atol=1e-6)
+    # top-T larger than the class count uses every class
+    full = np.array([0.5, 0.3, 0.15, 0.05])
+    np.testing.assert_allclose(conse_embed(probs, classes, top_t=10)[0], full / np.linalg.norm(full), atol=1e-6)
+
+
+def test_conse_picks_the_most_probable_classes_not_the_first():
+    classes = np.eye(3, dtype=np.float32)
+    out = conse_embed(np.array([[0.1, 0.2, 0.7]]), classes, top_t=1)
+    np.testing.assert_allclose(out, [[0.0, 0.0, 1.0]], atol=1e-6)
+
+
+def fake_features(bundled, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    text = rng.normal(size=(n, bundled.text_dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    probs = rng.dirichlet(np.ones(1000), size=n).astype(np.float32)
+    image = ImageFeatures(np.zeros((n, 1280), np.float32), np.zeros((n, 49, 1280), np.float32), probs)
+    return CorpusFeatures(text, image, np.array([True] * (n - 1) + [False]))
+
+
+def test_split_score_is_the_mean_of_caption_and_image_cosines(bundled):
+    features = fake_features(bundled)
+    split = create_retriever("dual-split", bundled)
+    docs = split.encode_documents(None, features)
+    text, image = split.document_parts(features)
+    assert not image[-1].any()  # text-only document: no image half
+    q = bundled.encode_text(["a red ball"])
+    scores = split.encode_queries(["a red ball"]) @ docs.T
+    np.testing.assert_allclose(scores[0], (q @ text.T + q @ image.T)[0] / 2, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(docs[:-1], axis=1), 1.0, atol=1e-5)
+
+
+def test_fused_vector_is_the_normalised_sum(bundled):
+    features = fake_features(bundled)
+    fused = create_retriever("dual-fused", bundled)
+    text, image = fused.document_parts(features)
+    expected = (text + image) / np.linalg.norm(text + image, axis=1, keepdims=True)
+    np.testing.assert_allclose(fused.encode_documents(None, features), expected, atol=1e-6)
+
+
+def test_registry_names_and_unknown_name(bundled):
+    assert retriever_names()[:3] == ["text-dense", "dual-split", "dual-fused"]
+    with pytest.raises(UnknownRetrieverError, match="Known: text-dense"):
+        create_retriever("clip", bundled)
+
+
+def test_towers_never_call_the_bundled_dual_encoder_clip(bundled):
+    for name in retriever_names():
+        assert "clip" not in create_retriever(name, bundled).towers().lower()
+    assert "ConSE" in create_retriever("dual-fused", bundled).towers()
+
+
+def test_image_query_finds_the_matching_drawing(tiny_built):
+    from ciea.service import SearchService
+    from conftest import draw_shape
+
+    service = SearchService(tiny_built)
+    state = service.retriever("tiny", "dual-fused")
+    query = state.retriever.encode_image_queries([draw_shape("square", (30, 30, 220))])
+    hits = state.index.search(query, 6)[0]
+    images = [h.doc_id for h in hits]
+    assert images.index("shapes/blue-square.png") < images.index("animals/frog.png")

@@ -1,0 +1,74 @@
+"""The service on a tiny corpus: search, disabled retrievers, and the open_clip pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+
+from ciea.build import build_indexes
+from ciea.service import SearchService
+from ciea.validation import InputError
+
+from conftest import RANDOM_CLIP
+
+
+def test_search_returns_k_ranked_rows_per_retriever(tiny_built):
+    response = SearchService(tiny_built).search("a red ball", "tiny", k=3)
+    assert list(response.results) == ["text-dense", "dual-split", "dual-fused"]
+    for rows in response.results.values():
+        assert [r.rank for r in rows] == [1, 2, 3]
+        assert all(a.score >= b.score for a, b in zip(rows, rows[1:]))
+        assert rows[0].doc_id == "shapes/red-circle.png" and rows[0].image.is_file()
+
+
+def test_input_errors(tiny_built):
+    service = SearchService(tiny_built)
+    for kwargs, message in [
+        (dict(query=" ", corpus="tiny"), "empty"),
+        (dict(query="ball", corpus="nope"), "Unknown corpus"),
+        (dict(query="ball", corpus="tiny", retrievers=["clip"]), "Unknown retriever"),
+        (dict(query="ball", corpus="tiny", retrievers=[]), "at least one retriever"),
+        (dict(query="ball", corpus="tiny", k=0), "k must"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            service.search(**kwargs)
+
+
+def test_long_query_is_answered_with_a_truncation_notice(tiny_built):
+    response = SearchService(tiny_built).search("ball " * 1500, "tiny", ["text-dense"], 2)
+    assert len(response.results["text-dense"]) == 2
+    assert any("tokens long" in n for n in response.notices)
+
+
+def test_damaged_index_disables_only_its_retriever(tiny_built, tmp_path):
+    indexes = tmp_path / "indexes"
+    shutil.copytree(tiny_built.indexes_dir, indexes)
+    path = indexes / "tiny" / "dual-split" / "index.faiss"
+    path.write_bytes(path.read_bytes()[:64])
+    service = SearchService(dataclasses.replace(tiny_built, indexes_dir=indexes))
+    assert service.retrievers("tiny") == ["text-dense", "dual-fused"]
+    assert "Rebuild with" in service.unavailable("tiny")["dual-split"]
+    response = service.search("a red ball", "tiny", ["text-dense", "dual-split"], 2)
+    assert list(response.results) == ["text-dense"]
+    assert any(n.startswith("dual-split is unavailable") for n in response.notices)
+
+
+def test_indexes_of_another_backbone_are_refused(tiny_built):
+    service = SearchService(dataclasses.replace(tiny_built, backbone=RANDOM_CLIP))
+    assert service.retrievers("tiny") == []
+    assert all("backbone" in why for why in service.unavailable("tiny").values())
+
+
+def test_open_clip_pipeline_end_to_end(tiny_settings, tmp_path, random_clip):
+    """Features, indexes and search on a random-weight open_clip model over a tiny corpus."""
+    settings = dataclasses.replace(tiny_settings, backbone=RANDOM_CLIP, indexes_dir=tmp_path / "idx")
+    reports = build_indexes("tiny", settings, progress=False)
+    assert {r.retriever: r.dim for r in reports} == {"text-dense": 512, "dual-split": 1024, "dual-fused": 512}
+    service = SearchService(settings)
+    response = service.search("A red ball.", "tiny", k=6)
+    assert set(response.results) == {"text-dense", "dual-split", "dual-fused"}
+    assert all(len(rows) == 6 for rows in response.results.values())
+    assert response.results["text-dense"][0].doc_id == "shapes/red-circle.png"  # identical caption text
+    assert "shared CLIP space" in service.retriever("tiny", "dual-fused").retriever.towers()
