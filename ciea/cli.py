@@ -72,16 +72,26 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_build_assets(args: argparse.Namespace) -> int:
-    if args.corpus != "stamps":
-        raise InputError(f"build-assets knows only 'stamps' so far (got {args.corpus!r}).")
-    from ciea.data.stamps import DEFAULT_SOURCE, build_stamps_corpus, package_version
-
-    source = Path(args.source) if args.source else DEFAULT_SOURCE
+    out_dir = _settings(args).corpus_dir(args.corpus)
     start = time.perf_counter()
-    corpus = build_stamps_corpus(source, _settings(args).corpus_dir("stamps"),
-                                 package_version=package_version())
-    print(f"wrote {len(corpus)} stamps to {corpus.root} in {time.perf_counter() - start:.0f}s",
-          file=sys.stderr)
+    if args.corpus == "stamps":
+        from ciea.data.stamps import DEFAULT_SOURCE, build_stamps_corpus, package_version
+
+        source = Path(args.source) if args.source else DEFAULT_SOURCE
+        count = len(build_stamps_corpus(source, out_dir, package_version=package_version()))
+    elif args.corpus == "webqa":
+        from ciea.data.webqa import write_corpus
+
+        if not args.source:
+            raise InputError("webqa needs --source: the folder holding all_docs.json, all_imgs.json, imgs.tsv ...")
+        report = write_corpus(Path(args.source), out_dir, args.limit, strict=args.strict)
+        count = len(report.corpus)
+        if report.broken_images:
+            print(f"warning: {len(report.broken_images)} images could not be decoded; kept as text",
+                  file=sys.stderr)
+    else:
+        raise InputError(f"build-assets knows 'stamps' and 'webqa' (got {args.corpus!r}).")
+    print(f"wrote {count} documents to {out_dir} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     return 0
 
 
@@ -147,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build-assets", parents=[common], help="rebuild assets/<corpus> from source data")
     p.add_argument("--corpus", required=True)
-    p.add_argument("--source", help="source directory (stamps: /usr/share/tuxpaint/stamps)")
+    p.add_argument("--source", help="source directory (stamps: /usr/share/tuxpaint/stamps; webqa: the "
+                   "UniVL-DR/MARVEL data/WebQA folder)")
+    p.add_argument("--limit", type=int, help="webqa: at most N documents of each kind (test positives first)")
+    p.add_argument("--strict", action="store_true", help="webqa: stop at the first undecodable image")
     p.set_defaults(func=cmd_build_assets)
 
     p = sub.add_parser("eval", parents=[common], help="print IR metrics per retriever as JSON")
