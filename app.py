@@ -9,6 +9,7 @@ import gradio as gr
 from ciea.config import DEFAULT_K, MAX_K, Settings
 from ciea.retrievers import REGISTRY
 from ciea.service import SearchService
+from ciea.ui.benchmark import HEADERS, benchmark_rows
 from ciea.ui.results import CSS, message_html, results_html
 from ciea.validation import InputError
 
@@ -19,6 +20,7 @@ EXAMPLES = [
     ["a red fire truck", DEFAULT_CORPUS],
     ["something to eat for breakfast", DEFAULT_CORPUS],
     ["a musical instrument with strings", DEFAULT_CORPUS],
+    ["a blue bicycle beside an elephant", "scenes"],
 ]
 ABOUT = """
 **CIEA Explorer** compares retrievers over image+text documents side by side.
@@ -53,6 +55,14 @@ def build_demo(service: SearchService) -> gr.Blocks:
         tower_labels = {n: service.retriever(corpus, n).retriever.towers() for n in response.results}
         return results_html(response, tower_labels), response.to_json()
 
+    def retriever_choices(corpus_name: str) -> list[tuple[str, str]]:
+        return [(f"{REGISTRY[n].title} ({n})", n) for n in service.retrievers(corpus_name)]
+
+    def on_corpus_change(corpus_name: str):
+        choices = retriever_choices(corpus_name)
+        return (gr.update(choices=choices, value=[v for _, v in choices]),
+                benchmark_rows(service.benchmarks(corpus_name)))
+
     with gr.Blocks(title="CIEA Explorer") as demo:
         gr.Markdown("# CIEA Explorer\nSearch image+text documents and compare retrievers side by side.")
         unavailable = service.unavailable(default_corpus) if default_corpus else {}
@@ -64,13 +74,18 @@ def build_demo(service: SearchService) -> gr.Blocks:
             button = gr.Button("Search", variant="primary", scale=1)
         with gr.Row():
             corpus = gr.Dropdown(corpora, value=default_corpus, label="Corpus", scale=1)
-            retrievers = gr.CheckboxGroup([(f"{REGISTRY[n].title} ({n})", n) for n in ready], value=ready,
-                                          label="Retrievers", scale=3)
+            retrievers = gr.CheckboxGroup(retriever_choices(default_corpus) if default_corpus else [],
+                                          value=ready, label="Retrievers", scale=3)
             k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results per retriever (k)", scale=2)
         results = gr.HTML(label="Results")
         with gr.Accordion("Raw results (JSON, as the /search API returns them)", open=False):
             raw = gr.JSON()
         gr.Examples(EXAMPLES, inputs=[query, corpus])
+        with gr.Accordion("Benchmark (python -m ciea eval)", open=False):
+            gr.Markdown("MRR@10, nDCG@10 and Recall@k per retriever and query kind, measured offline; "
+                        "`scenes` queries name objects that only the image shows.")
+            table = gr.Dataframe(headers=HEADERS, value=benchmark_rows(service.benchmarks(default_corpus))
+                                 if default_corpus else [], interactive=False, wrap=True)
         with gr.Accordion("About", open=False):
             gr.Markdown(ABOUT.format(backbone=backbone.spec,
                                      towers="; ".join(f"**{n}**: {t}" for n, t in towers.items())))
@@ -79,6 +94,7 @@ def build_demo(service: SearchService) -> gr.Blocks:
         button.click(search, inputs, [results, raw], api_name="search", concurrency_limit=4)
         query.submit(search, inputs, [results, raw], api_name=False, concurrency_limit=4)
         demo.load(search, inputs, [results, raw], api_name=False)  # results on first sight
+        corpus.change(on_corpus_change, corpus, [retrievers, table], api_name=False)
     return demo
 
 

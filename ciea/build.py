@@ -10,6 +10,7 @@ from typing import Sequence
 
 from ciea.backbones import load_backbone
 from ciea.config import DEFAULT_INDEX_FACTORY, Settings
+from ciea.data.materialise import ensure_corpus_images
 from ciea.data.schema import load_corpus
 from ciea.features import encode_corpus
 from ciea.index import IndexManifest, VectorIndex
@@ -38,6 +39,7 @@ def build_indexes(
     """Encode the corpus once with the settings' backbone, then index it per retriever."""
     corpus = load_corpus(corpus_name, settings.assets_dir)
     backbone = load_backbone(settings.backbone)
+    ensure_corpus_images(corpus, progress=progress)
     start = time.perf_counter()
     features = encode_corpus(corpus, backbone, progress=progress)
     shared_seconds = time.perf_counter() - start

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ciea.backbones import SPEC_HELP, BackboneLoadError
 from ciea.config import BACKBONE_ENV, DEFAULT_INDEX_FACTORY, Settings, default_backbone_spec
-from ciea.data.schema import CorpusError, load_queries, write_jsonl
+from ciea.data.schema import CorpusError, load_queries
 from ciea.index import IndexStoreError
 from ciea.validation import InputError
 
@@ -96,14 +96,17 @@ def cmd_build_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ciea.evaluate import caption_queries, evaluate_run, hits_to_run, load_qrels
+    from ciea.evaluate import caption_queries, evaluate_by_kind, hits_to_run, load_qrels, split_files
     from ciea.service import SearchService
 
     service = SearchService(_settings(args))
+    shipped = split_files(service.corpus(args.corpus).root, args.split)
     if args.queries:
         if not args.qrels:
             raise InputError("--queries needs --qrels (TREC 'qid 0 doc_id rel' or JSON {qid: {doc_id: rel}}).")
         queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
+    elif shipped:
+        queries, qrels = load_queries(shipped[0]), load_qrels(shipped[1])
     elif args.split == "captions":
         queries, qrels = caption_queries(service.corpus(args.corpus))
     else:
@@ -112,16 +115,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = {}
     for name in args.retriever or service.retrievers(args.corpus):
         hits = service.search_batch([q.text for q in queries], args.corpus, name, args.k)
-        results[name] = evaluate_run(qrels, hits_to_run([q.qid for q in queries], hits))
+        results[name] = evaluate_by_kind(qrels, hits_to_run([q.qid for q in queries], hits), queries)
     if args.split == "captions" and not args.queries and not args.retriever:
         from ciea.evaluate import image_side_metrics
 
-        results["image-side (caption -> image)"] = image_side_metrics(service.corpus(args.corpus),
-                                                                      service.backbone, args.k)
+        results["image-side (caption -> image)"] = {
+            "all": image_side_metrics(service.corpus(args.corpus), service.backbone, args.k)}
     report = {"corpus": args.corpus, "split": args.split if not args.queries else str(args.queries),
               "queries": len(queries), "backbone": service.backbone.spec, "metrics": results}
-    out = service.settings.indexes_dir / args.corpus / f"eval_{args.split}.json"
     if not args.queries:
+        out = service.settings.indexes_dir / args.corpus / f"eval_{args.split}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _print_json(report)

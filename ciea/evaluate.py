@@ -46,6 +46,25 @@ def evaluate_run(qrels: Qrels, run: Mapping[str, Mapping[str, float]],
     return {m: round(float(v), 4) for m, v in scores.items()}
 
 
+def evaluate_by_kind(qrels: Qrels, run: Mapping[str, Mapping[str, float]], queries: Sequence[Query],
+                     metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:
+    """Metrics over all queries and, where queries carry a kind, per kind."""
+    judged = [q for q in queries if q.qid in qrels]
+    out = {"all": evaluate_run({q.qid: qrels[q.qid] for q in judged}, run, metrics)}
+    for kind in sorted({q.kind for q in judged if q.kind}):
+        subset = {q.qid: qrels[q.qid] for q in judged if q.kind == kind}
+        out[kind] = evaluate_run(subset, run, metrics)
+    return out
+
+
+def split_files(corpus_dir, split: str):
+    """The shipped query set of a corpus split: (queries.jsonl, qrels.json) or None."""
+    from pathlib import Path
+
+    queries, qrels = Path(corpus_dir) / f"queries_{split}.jsonl", Path(corpus_dir) / f"qrels_{split}.json"
+    return (queries, qrels) if queries.is_file() and qrels.is_file() else None
+
+
 def caption_queries(corpus: Corpus) -> tuple[list[Query], dict[str, dict[str, int]]]:
     """Caption-as-query: each document's caption should find that document."""
     queries = [Query(d.doc_id, d.text) for d in corpus]

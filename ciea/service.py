@@ -17,6 +17,7 @@ import numpy as np
 
 from ciea.backbones import Backbone, load_backbone
 from ciea.config import DEFAULT_K, Settings, configure_threads
+from ciea.data.materialise import document_image
 from ciea.data.schema import Corpus, available_corpora, load_corpus
 from ciea.index import Expectation, IndexStoreError, VectorIndex
 from ciea.retrievers import REGISTRY, Retriever, create_retriever
@@ -125,6 +126,19 @@ class SearchService:
     def unavailable(self, corpus: str) -> dict[str, str]:
         return {name: st.error or "" for name, st in self.states(corpus).items() if not st.ready}
 
+    def benchmarks(self, corpus: str) -> dict[str, dict]:
+        """Saved evaluation reports (``python -m ciea eval``) for ``corpus``, by split."""
+        import json
+
+        folder = self.settings.indexes_dir / corpus
+        reports = {}
+        for path in sorted(folder.glob("eval_*.json")):
+            try:
+                reports[path.stem.removeprefix("eval_")] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("unreadable evaluation report %s: %s", path, exc)
+        return reports
+
     def retriever(self, corpus: str, name: str) -> RetrieverState:
         states = self.states(corpus)
         if name not in states:
@@ -173,4 +187,4 @@ class SearchService:
     @staticmethod
     def _row(docs: Corpus, rank: int, doc_id: str, score: float) -> ResultRow:
         doc = docs.get(doc_id)
-        return ResultRow(rank, doc_id, score, doc.text, docs.image_path(doc), doc.category)
+        return ResultRow(rank, doc_id, score, doc.text, document_image(docs, doc), doc.category)

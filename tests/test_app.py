@@ -101,3 +101,13 @@ def test_captions_and_ids_are_escaped_in_result_cards(tmp_path):
     row = ResultRow(1, evil, 0.5, evil, None, "x")
     html = results_html(SearchResponse("q", "c", 1, {"text-dense": [row]}, [evil]), {"text-dense": evil})
     assert "<img src=x" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") >= 3
+
+
+def test_scenes_results_render_their_images_on_demand(client, app_url):
+    html, data = client.predict("a blue bicycle beside an elephant", "scenes", ["text-dense", "dual-fused"], 3,
+                                api_name="/search")
+    assert all(len(rows) == 3 for rows in data["results"].values())
+    assert all(r["doc_id"].startswith("scene-") for r in data["results"]["dual-fused"])
+    thumb = re.search(r'src="(/gradio_api/file=[^"]+)"', html).group(1)
+    with urllib.request.urlopen(app_url.rstrip("/") + thumb, timeout=10) as resp:
+        assert resp.status == 200 and resp.read(8) == b"\x89PNG\r\n\x1a\n"

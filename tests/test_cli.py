@@ -56,3 +56,21 @@ def test_search_with_a_mismatched_index_names_the_rebuild_command(repo_root, tmp
                   "--out", str(tmp_path / "r.json"), cwd=repo_root)
     assert out.returncode == 3
     assert "python -m ciea build --corpus stamps --retriever dual-fused" in out.stderr
+
+
+def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_path):
+    import shutil
+
+    indexes = tmp_path / "indexes"
+    shutil.copytree(repo_root / "indexes" / "scenes", indexes / "scenes")
+    out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
+                          "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
+                         timeout=600, env={**__import__("os").environ, "CIEA_INDEX_DIR": str(indexes)})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["queries"] >= 1000
+    by_kind = report["metrics"]["text-dense"]
+    assert set(by_kind) == {"all", "caption", "complementary", "image-only"}
+    # Captions name the primary, so caption-answerable queries are easy and image-only ones are not.
+    assert by_kind["caption"]["mrr@10"] > 0.9 > 0.2 > by_kind["image-only"]["mrr@10"]
+    assert json.loads((indexes / "scenes" / "eval_test.json").read_text())["metrics"] == report["metrics"]

@@ -42,3 +42,15 @@ def test_load_qrels_formats(tmp_path):
     (tmp_path / "c.txt").write_text("only two\n")
     with pytest.raises(ValueError, match="c.txt:1"):
         load_qrels(tmp_path / "c.txt")
+
+
+def test_metrics_per_query_kind():
+    from ciea.data.schema import Query
+    from ciea.evaluate import evaluate_by_kind
+
+    queries = [Query("c1", "x", "caption"), Query("p1", "y", "complementary"), Query("p2", "z", "complementary")]
+    qrels = {"c1": {"a": 1}, "p1": {"b": 1}, "p2": {"c": 1}}
+    run = {"c1": {"a": 0.9}, "p1": {"x": 0.9, "b": 0.8}, "p2": {"x": 0.9}}
+    m = evaluate_by_kind(qrels, run, queries, ["mrr@10"])
+    assert m == {"all": {"mrr@10": pytest.approx((1 + 0.5 + 0) / 3, abs=1e-4)},
+                 "caption": {"mrr@10": 1.0}, "complementary": {"mrr@10": 0.25}}

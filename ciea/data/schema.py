@@ -31,10 +31,12 @@ class Document:
 
 @dataclass(frozen=True)
 class Query:
-    """One query of the ``{"qid": str, "text": str}`` JSON-lines contract."""
+    """One query of the ``{"qid": str, "text": str}`` JSON-lines contract; ``kind`` (optional)
+    groups queries in evaluation (e.g. caption / complementary / image-only)."""
 
     qid: str
     text: str
+    kind: str = ""
 
 
 @dataclass
@@ -118,7 +120,7 @@ def load_queries(path: Path) -> list[Query]:
     for lineno, obj in read_jsonl(Path(path)):
         if "qid" not in obj or "text" not in obj:
             raise CorpusError(f'{path}:{lineno}: each line needs "qid" and "text".')
-        queries.append(Query(str(obj["qid"]), str(obj["text"])))
+        queries.append(Query(str(obj["qid"]), str(obj["text"]), str(obj.get("kind", ""))))
     return queries
 
 

@@ -19,7 +19,6 @@ Command line: ``python -m ciea build-assets --corpus webqa --source DATA_DIR [--
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -28,7 +27,6 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

@@ -1,0 +1,18 @@
+"""Evaluation reports as table rows for the app."""
+
+from __future__ import annotations
+
+METRIC_COLUMNS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
+HEADERS = ["split", "retriever", "queries"] + list(METRIC_COLUMNS)
+
+
+def benchmark_rows(reports: dict[str, dict]) -> list[list]:
+    """One row per split, retriever and query kind, from saved ``eval`` reports."""
+    rows = []
+    for split, report in reports.items():
+        for retriever, by_kind in report.get("metrics", {}).items():
+            for kind, metrics in by_kind.items():
+                label = retriever if kind == "all" else f"{retriever} · {kind}"
+                rows.append([split, label, report.get("queries", "")]
+                            + [metrics.get(m, "") for m in METRIC_COLUMNS])
+    return rows
