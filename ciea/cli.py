@@ -89,8 +89,13 @@ def cmd_build_assets(args: argparse.Namespace) -> int:
         if report.broken_images:
             print(f"warning: {len(report.broken_images)} images could not be decoded; kept as text",
                   file=sys.stderr)
+    elif args.corpus == "scenes":
+        from ciea.data.scenes import build_scenes
+
+        stamps_dir = _settings(args).corpus_dir("stamps")
+        count = len(build_scenes(stamps_dir, out_dir, seed=args.seed).corpus)
     else:
-        raise InputError(f"build-assets knows 'stamps' and 'webqa' (got {args.corpus!r}).")
+        raise InputError(f"build-assets knows 'stamps', 'scenes' and 'webqa' (got {args.corpus!r}).")
     print(f"wrote {count} documents to {out_dir} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     return 0
 
@@ -164,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "UniVL-DR/MARVEL data/WebQA folder)")
     p.add_argument("--limit", type=int, help="webqa: at most N documents of each kind (test positives first)")
     p.add_argument("--strict", action="store_true", help="webqa: stop at the first undecodable image")
+    p.add_argument("--seed", type=int, default=0, help="scenes: generator seed (default 0, the shipped set)")
     p.set_defaults(func=cmd_build_assets)
 
     p = sub.add_parser("eval", parents=[common], help="print IR metrics per retriever as JSON")
