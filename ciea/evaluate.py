@@ -59,9 +59,9 @@ def evaluate_by_kind(qrels: Qrels, run: Mapping[str, Mapping[str, float]], queri
 
 def split_files(corpus_dir, split: str):
     """The shipped query set of a corpus split: (queries.jsonl, qrels.json) or None."""
-    from pathlib import Path
+    from ciea.data.schema import split_query_files
 
-    queries, qrels = Path(corpus_dir) / f"queries_{split}.jsonl", Path(corpus_dir) / f"qrels_{split}.json"
+    queries, qrels = split_query_files(corpus_dir, split)
     return (queries, qrels) if queries.is_file() and qrels.is_file() else None
 
 

@@ -60,7 +60,8 @@ from typing import Iterable, Mapping, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from ciea.data.schema import Corpus, CorpusError, Document, read_jsonl, write_jsonl
+from ciea.data.schema import (Corpus, CorpusError, Document, Query, load_queries, read_jsonl,
+                              split_query_files, write_jsonl)
 
 SPLITS = ("train", "dev", "test")
 DEFAULT_SCENES_PER_SPLIT = {"train": 8, "dev": 2, "test": 4}
@@ -185,13 +186,8 @@ class SceneLayout:
         return cls(str(obj["scene_id"]), str(obj["split"]), int(obj["size"]), background, objects)
 
 
-@dataclass(frozen=True)
-class SceneQuery:
-    """A benchmark query: ``{"qid", "text", "kind"}`` (a superset of the query contract)."""
-
-    qid: str
-    text: str
-    kind: str
+#: A benchmark query carries its kind (caption / complementary / image-only).
+SceneQuery = Query
 
 
 @dataclass
@@ -562,8 +558,9 @@ def build_scenes(stamps_corpus_dir: Path, out_dir: Path, seed: int = 0, n_primar
     write_jsonl(out_dir / LAYOUTS_FILE, (l.to_json() for l in bench.layouts))
     corpus.save()
     for split in sorted(queries, key=order.get):
-        write_jsonl(out_dir / f"queries_{split}.jsonl", (asdict(q) for q in queries[split]))
-        _write_qrels(out_dir / f"qrels_{split}.json", qrels[split])
+        queries_path, qrels_path = split_query_files(out_dir, split)
+        write_jsonl(queries_path, (asdict(q) for q in queries[split]))
+        _write_qrels(qrels_path, qrels[split])
     meta = {"seed": seed, "n_primaries": n_primaries, "scenes_per_split": dict(scenes_per_split),
             "three_object_fraction": three_object_fraction, "size": size,
             "stamps_corpus": stamps_corpus_dir.name, **bench.counts()}
@@ -587,15 +584,15 @@ def load_layouts(out_dir: Path) -> list[SceneLayout]:
 
 def load_scene_queries(out_dir: Path, split: str) -> list[SceneQuery]:
     """Read ``out_dir/queries_<split>.jsonl`` with the query kind."""
-    path = Path(out_dir) / f"queries_{split}.jsonl"
+    path = split_query_files(out_dir, split)[0]
     if not path.is_file():
         raise CorpusError(f"No scene queries at {path}.")
-    return [SceneQuery(str(o["qid"]), str(o["text"]), str(o.get("kind", ""))) for _, o in read_jsonl(path)]
+    return load_queries(path)
 
 
 def load_scene_qrels(out_dir: Path, split: str) -> dict[str, dict[str, int]]:
     """Read ``out_dir/qrels_<split>.json`` ({qid: {doc_id: 1}})."""
-    path = Path(out_dir) / f"qrels_{split}.json"
+    path = split_query_files(out_dir, split)[1]
     if not path.is_file():
         raise CorpusError(f"No scene qrels at {path}.")
     return json.loads(path.read_text(encoding="utf-8"))

@@ -112,6 +112,11 @@ def load_corpus(name: str, assets_dir: Path) -> Corpus:
     return Corpus(name, root, docs)
 
 
+def split_query_files(corpus_dir: Path, split: str) -> tuple[Path, Path]:
+    """Where a corpus ships a split's query set: ``queries_<split>.jsonl``, ``qrels_<split>.json``."""
+    return Path(corpus_dir) / f"queries_{split}.jsonl", Path(corpus_dir) / f"qrels_{split}.json"
+
+
 def load_queries(path: Path) -> list[Query]:
     """Read a queries file of ``{"qid": str, "text": str}`` lines."""
     if not Path(path).is_file():

@@ -36,7 +36,7 @@ from typing import Iterable, Iterator, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from ciea.data.schema import Corpus, CorpusError, Document, Query, read_jsonl, write_jsonl
+from ciea.data.schema import Corpus, CorpusError, Document, Query, read_jsonl, split_query_files, write_jsonl
 from ciea.images import ImageInputError, load_image
 
 log = logging.getLogger(__name__)
@@ -586,7 +586,7 @@ def write_eval_files(
     if doc_ids is not None:
         qrels = {q: {d: r for d, r in rels.items() if d in doc_ids} for q, rels in qrels.items()}
         qrels = {q: rels for q, rels in qrels.items() if rels}
-    queries_path, qrels_path = out_dir / f"queries_{split}.jsonl", out_dir / f"qrels_{split}.json"
+    queries_path, qrels_path = split_query_files(out_dir, split)
     rows = ({"qid": q.qid, "text": q.text} for q in iter_queries(root, split) if q.qid in qrels)
     write_jsonl(queries_path, rows)
     qrels_path.write_text(json.dumps(qrels, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-METRIC_COLUMNS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
+from ciea.evaluate import METRICS as METRIC_COLUMNS
+
 HEADERS = ["split", "retriever", "queries"] + list(METRIC_COLUMNS)
 
 
