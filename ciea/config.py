@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ BACKBONE_ENV = "CIEA_BACKBONE"
 ASSETS_ENV = "CIEA_ASSETS_DIR"
 INDEXES_ENV = "CIEA_INDEX_DIR"
 THREADS_ENV = "CIEA_THREADS"
+CHECKPOINTS_ENV = "CIEA_CHECKPOINT_DIR"
+CACHE_ENV = "CIEA_CACHE_DIR"
 
 DEFAULT_BACKBONE = "bundled"
 DEFAULT_INDEX_FACTORY = "Flat"
@@ -37,11 +40,26 @@ class Settings:
         default_factory=lambda: Path(os.environ.get(INDEXES_ENV, PROJECT_ROOT / "indexes"))
     )
 
+    checkpoints_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get(CHECKPOINTS_ENV, PROJECT_ROOT / "indexes" / "checkpoints"))
+    )
+    #: Frozen-backbone features cached between training runs (not shipped; git-ignored).
+    cache_dir: Path = field(default_factory=lambda: Path(os.environ.get(CACHE_ENV, PROJECT_ROOT / ".cache")))
+
     def corpus_dir(self, corpus: str) -> Path:
         return self.assets_dir / corpus
 
     def index_dir(self, corpus: str, retriever: str) -> Path:
         return self.indexes_dir / corpus / retriever
+
+    def checkpoint_stem(self, backbone: str, retriever: str) -> Path:
+        """Where a trained retriever's weights (.safetensors) and config (.json) live."""
+        return self.checkpoints_dir / backbone_slug(backbone) / retriever
+
+
+def backbone_slug(spec: str) -> str:
+    """A backbone spec as a safe folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-.")[:120] or "backbone"
 
 
 def configure_threads(n: int | None = None) -> int:

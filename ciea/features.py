@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -55,3 +57,39 @@ def encode_corpus(
     has_image = np.zeros(n, dtype=bool)
     has_image[with_image] = True
     return CorpusFeatures(text, ImageFeatures(pooled, patches, probs), has_image)
+
+
+log = logging.getLogger(__name__)
+
+
+def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, progress: bool = True
+                           ) -> CorpusFeatures:
+    """``encode_corpus`` once per (backbone, corpus), kept as safetensors under ``cache_dir``.
+
+    Training runs reuse the frozen features instead of re-encoding every image. The cache is
+    keyed by the document ids, so an edited corpus is re-encoded rather than misread.
+    """
+    import hashlib
+
+    from safetensors.numpy import load_file, save_file
+
+    from ciea.config import backbone_slug
+
+    ids_hash = hashlib.sha256("\n".join(d.doc_id for d in corpus).encode()).hexdigest()[:16]
+    path = cache_dir / "features" / backbone_slug(backbone.spec) / f"{corpus.name}-{ids_hash}.safetensors"
+    if path.exists():
+        try:
+            data = load_file(str(path))
+            probs = data.get("class_probs")
+            return CorpusFeatures(data["text"], ImageFeatures(data["pooled"], data["patches"].astype(np.float32),
+                                                              probs), data["has_image"].astype(bool))
+        except Exception as exc:  # a damaged cache is rebuilt, never trusted
+            log.warning("feature cache %s unreadable (%s); re-encoding", path, exc)
+    features = encode_corpus(corpus, backbone, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"text": features.text, "pooled": features.image.pooled,
+              "patches": features.image.patches.astype(np.float16), "has_image": features.has_image.astype(np.uint8)}
+    if features.image.class_probs is not None:
+        arrays["class_probs"] = features.image.class_probs
+    save_file(arrays, str(path))
+    return features

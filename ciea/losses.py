@@ -221,7 +221,7 @@ class LogitScale(torch.nn.Module):
     @property
     def temperature(self) -> float:
         """1 / the current logit scale, for logging."""
-        return 1.0 / float(self.forward())
+        return 1.0 / float(self.forward().detach())
 
 
 def _largest_log_within(cap: float) -> float:

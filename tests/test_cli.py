@@ -17,7 +17,7 @@ def run_cli(*args, cwd):
 def test_retrievers_prints_a_json_list(repo_root):
     out = run_cli("retrievers", "--corpus", "stamps", cwd=repo_root)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == ["text-dense", "dual-split", "dual-fused"]
+    assert json.loads(out.stdout) == ["text-dense", "dual-split", "dual-fused", "dual-gcl", "ciea"]
 
 
 def test_search_writes_a_valid_run_with_stamp_ids(repo_root, tmp_path):

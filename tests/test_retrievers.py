@@ -8,7 +8,8 @@ import pytest
 from ciea.backbones import ImageFeatures
 from ciea.features import CorpusFeatures
 from ciea.retrievers import UnknownRetrieverError, create_retriever, retriever_names
-from ciea.retrievers.alignment import conse_embed
+from ciea.retrievers.alignment import conse_embed, default_alignment
+from ciea.retrievers.dual import DualFusedRetriever
 
 
 def test_conse_on_a_hand_made_probability_vector():
@@ -66,7 +67,8 @@ def test_registry_names_and_unknown_name(bundled):
 def test_towers_never_call_the_bundled_dual_encoder_clip(bundled):
     for name in retriever_names():
         assert "clip" not in create_retriever(name, bundled).towers().lower()
-    assert "ConSE" in create_retriever("dual-fused", bundled).towers()
+    assert "ConSE" in DualFusedRetriever(bundled, alignment=default_alignment(bundled)).towers()
+    assert "trained linear map" in create_retriever("dual-fused", bundled).towers()
 
 
 def test_image_query_finds_the_matching_drawing(tiny_built):

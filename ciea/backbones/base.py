@@ -89,6 +89,29 @@ class Backbone(ABC):
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes before truncation (for user-facing notices)."""
 
+    @property
+    @abstractmethod
+    def special_token_ids(self) -> frozenset[int]:
+        """Ids of start, end and padding tokens (never content words)."""
+
+    @property
+    def max_sequence_length(self) -> int:
+        """Longest input-embedding sequence the language model accepts."""
+        return self.max_text_tokens
+
+    @abstractmethod
+    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The language model's input embeddings (B, L, token_dim) of token ids."""
+
+    @abstractmethod
+    def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Run the text tower on input embeddings (B, L, token_dim); pooled (B, text_dim), not normalised.
+
+        Differentiable with respect to ``embeddings`` (the tower's own weights stay frozen), so
+        heads that write into the language model's input space (CIEA) can be trained through it.
+        For plain token embeddings it gives the same vectors as ``encode_text``.
+        """
+
     @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
         """Features for a list of PIL images, in batches."""

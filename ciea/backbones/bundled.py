@@ -102,11 +102,26 @@ class BundledBackbone(Backbone):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, truncation=False)["input_ids"])
 
+    @property
+    def special_token_ids(self) -> frozenset[int]:
+        return frozenset(self.tokenizer.all_special_ids)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return int(self.text_model.config.max_position_embeddings)
+
+    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_model.get_input_embeddings()(input_ids.to(self.device))
+
+    def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.text_model(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
     @torch.inference_mode()
     def embed_tokens(self, texts: Sequence[str]) -> TokenEmbeddings:
         batch = self._tokenize(texts)
-        embeddings = self.text_model.get_input_embeddings()(batch["input_ids"])
-        return TokenEmbeddings(batch["input_ids"], embeddings, batch["attention_mask"])
+        return TokenEmbeddings(batch["input_ids"], self.embed_ids(batch["input_ids"]), batch["attention_mask"])
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         arr = np.asarray(square_rgb(image, IMAGE_SIZE), dtype=np.float32)

@@ -73,10 +73,38 @@ class OpenClipBackbone(Backbone):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text)) + 2  # + start and end tokens
 
+    @property
+    def special_token_ids(self) -> frozenset[int]:
+        ids = {0}  # padding
+        for attr in ("sot_token_id", "eot_token_id"):
+            if getattr(self.tokenizer, attr, None) is not None:
+                ids.add(int(getattr(self.tokenizer, attr)))
+        return frozenset(ids)
+
+    def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.token_embedding(input_ids.to(self.device))
+
+    def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """CLIP's text transformer (causal) on input embeddings, pooled at the last real token.
+
+        For tokenised text that last token is the end-of-text token, as in ``encode_text``.
+        """
+        model = self.model
+        length = embeddings.shape[1]
+        if length > self.max_sequence_length:
+            raise ValueError(f"sequence of {length} exceeds the context length {self.max_sequence_length}")
+        x = embeddings + model.positional_embedding[:length].to(embeddings.dtype)
+        attn_mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+        x = model.ln_final(model.transformer(x, attn_mask=attn_mask))
+        last = attention_mask.long().sum(1).clamp(min=1) - 1
+        pooled = x[torch.arange(x.shape[0], device=x.device), last]
+        projection = model.text_projection
+        return projection(pooled) if isinstance(projection, torch.nn.Linear) else pooled @ projection
+
     @torch.inference_mode()
     def embed_tokens(self, texts: Sequence[str]) -> TokenEmbeddings:
         ids = self._tokenize(texts)
-        return TokenEmbeddings(ids, self.model.token_embedding(ids), (ids != 0).long())
+        return TokenEmbeddings(ids, self.embed_ids(ids), (ids != 0).long())
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._transform(square_rgb(image, self.image_size))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from ciea.backbones import Backbone
 from ciea.retrievers.base import Retriever
-from ciea.retrievers.dual import DualFusedRetriever, DualSplitRetriever
+from ciea.config import Settings
+from ciea.retrievers.ciea import CIEARetriever
+from ciea.retrievers.dual import DualFusedRetriever, DualGCLRetriever, DualSplitRetriever
 from ciea.retrievers.text_dense import TextDenseRetriever
 
 REGISTRY: dict[str, type[Retriever]] = {
-    cls.name: cls for cls in (TextDenseRetriever, DualSplitRetriever, DualFusedRetriever)
+    cls.name: cls
+    for cls in (TextDenseRetriever, DualSplitRetriever, DualFusedRetriever, DualGCLRetriever, CIEARetriever)
 }
+#: Retrievers with trainable heads (``python -m ciea train --retriever NAME``).
+TRAINABLE = ("dual-split", "dual-fused", "dual-gcl", "ciea")
 
 
 class UnknownRetrieverError(KeyError):
@@ -21,12 +26,16 @@ def retriever_names() -> list[str]:
     return list(REGISTRY)
 
 
-def create_retriever(name: str, backbone: Backbone) -> Retriever:
+def create_retriever(name: str, backbone: Backbone, settings: Settings | None = None) -> Retriever:
+    """An instance of retriever ``name``; trained ones load their checkpoint from ``settings``.
+
+    Raises ``CheckpointError`` (a ValueError) when a trained retriever has no usable checkpoint.
+    """
     try:
         cls = REGISTRY[name]
     except KeyError:
         raise UnknownRetrieverError(name) from None
-    return cls(backbone)
+    return cls(backbone) if cls is TextDenseRetriever else cls(backbone, settings=settings)
 
 
-__all__ = ["REGISTRY", "Retriever", "UnknownRetrieverError", "create_retriever", "retriever_names"]
+__all__ = ["REGISTRY", "TRAINABLE", "Retriever", "UnknownRetrieverError", "create_retriever", "retriever_names"]

@@ -3,7 +3,8 @@
 A CLIP backbone already has a joint space (``JointSpaceAlignment``). The bundled towers do
 not, so the training-free start is ConSE (Norouzi et al., 2014): an image's text-space vector
 is the probability-weighted mean of the text embeddings of its top-T ImageNet class names.
-Trained alignments (later) implement the same call.
+``TrainedAlignment`` is a linear map on pooled image features learnt contrastively
+(``python -m ciea train``); it must beat ConSE.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import functools
 from typing import Protocol
 
 import numpy as np
+import torch
+from torch import nn
 
 from ciea.backbones import Backbone, ImageFeatures, l2_normalize
 
@@ -64,6 +67,38 @@ class JointSpaceAlignment:
 
     def __call__(self, features: ImageFeatures) -> np.ndarray:
         return l2_normalize(features.pooled)
+
+
+class TrainedAlignment(nn.Module):
+    """A learnt linear map from pooled image features into the text space.
+
+    Initialised to the identity where the backbone already has a joint space (CLIP), so
+    training starts from the pretrained alignment rather than from noise.
+    """
+
+    name = "trained linear map"
+
+    def __init__(self, image_dim: int, text_dim: int, identity_init: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(image_dim, text_dim)
+        if identity_init and image_dim == text_dim:
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(text_dim))
+                self.linear.bias.zero_()
+
+    @classmethod
+    def for_backbone(cls, backbone: Backbone) -> "TrainedAlignment":
+        return cls(backbone.image_dim, backbone.text_dim, identity_init=backbone.joint_space)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, text_dim) L2-normalised image vectors; differentiable (training)."""
+        return torch.nn.functional.normalize(self.linear(pooled), dim=-1)
+
+    def __call__(self, features):  # type: ignore[override]
+        if isinstance(features, ImageFeatures):
+            with torch.inference_mode():
+                return super().__call__(torch.as_tensor(features.pooled, dtype=torch.float32)).numpy()
+        return super().__call__(features)
 
 
 @functools.lru_cache(maxsize=4)

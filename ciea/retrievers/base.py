@@ -51,3 +51,22 @@ class Retriever(ABC):
 
     def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
         raise NotImplementedError(f"{self.name} does not take image queries")
+
+    def image_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        """Image vectors in this retriever's search space (geometry). Text-only retrievers have
+        no image side of their own; the training-free image map into the text space stands in."""
+        from ciea.retrievers.alignment import default_alignment
+
+        return default_alignment(self.backbone)(features.image)
+
+    def text_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        """Caption vectors in this retriever's search space, in query form (geometry)."""
+        return features.text
+
+    def embedding_sides(self, corpus: Corpus, features: CorpusFeatures, documents: np.ndarray
+                        ) -> dict[str, np.ndarray]:
+        """The text, image and document clouds of the image documents, row-aligned (geometry)."""
+        rows = np.flatnonzero(features.has_image)
+        return {"text": np.asarray(self.text_side(corpus, features)[rows], np.float32),
+                "image": np.asarray(self.image_side(corpus, features)[rows], np.float32),
+                "document": np.asarray(documents[rows], np.float32)}

@@ -4,6 +4,11 @@
   scores averaged. Stored as one vector per document, [t ; i] / sqrt(2), queried with
   [q ; q] / sqrt(2), so the inner product is exactly (q.t + q.i) / 2.
 - ``dual-fused`` (universal, UniIR score fusion): one vector normalise(t + i).
+- ``dual-gcl``: the fused form with an alignment trained by Generalized Contrastive Learning.
+
+The image side is a trained linear map (``python -m ciea train``) when a checkpoint exists for
+the backbone, else the training-free default (ConSE, or CLIP's joint space); the index
+manifest records which, by checkpoint hash.
 """
 
 from __future__ import annotations
@@ -14,18 +19,44 @@ import numpy as np
 from PIL import Image
 
 from ciea.backbones import Backbone, l2_normalize
+from ciea.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from ciea.config import Settings
 from ciea.data.schema import Corpus
 from ciea.features import CorpusFeatures
-from ciea.retrievers.alignment import ImageAlignment, default_alignment
+from ciea.retrievers.alignment import ImageAlignment, TrainedAlignment, default_alignment
 from ciea.retrievers.base import Retriever
+
+
+def load_trained_alignment(backbone: Backbone, name: str, settings: Settings | None = None,
+                           required: bool = False) -> tuple[ImageAlignment | None, Checkpoint | None]:
+    """The trained alignment of retriever ``name`` for ``backbone``, or (None, None) if untrained."""
+    stem = (settings or Settings()).checkpoint_stem(backbone.spec, name)
+    try:
+        checkpoint = load_checkpoint(stem, f"python -m ciea train --retriever {name} --backbone {backbone.spec}")
+    except CheckpointError:
+        if required or stem.with_suffix(".safetensors").exists():
+            raise
+        return None, None
+    alignment = TrainedAlignment.for_backbone(backbone)
+    alignment.load_state_dict(checkpoint.state)
+    return alignment.eval(), checkpoint
 
 
 class DualEncoderRetriever(Retriever):
     supports_image_queries = True
+    requires_training = False
 
-    def __init__(self, backbone: Backbone, alignment: ImageAlignment | None = None) -> None:
+    def __init__(self, backbone: Backbone, alignment: ImageAlignment | None = None,
+                 settings: Settings | None = None) -> None:
         super().__init__(backbone)
+        self.checkpoint: Checkpoint | None = None
+        if alignment is None:
+            alignment, self.checkpoint = load_trained_alignment(backbone, self.name, settings, self.requires_training)
         self.alignment = alignment or default_alignment(backbone)
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        return self.checkpoint.sha256 if self.checkpoint else None
 
     def towers(self) -> str:
         how = ("shared CLIP space" if self.alignment.name == "joint space"
@@ -45,6 +76,12 @@ class DualEncoderRetriever(Retriever):
 
     def _query_vectors(self, q: np.ndarray) -> np.ndarray:
         return q
+
+    def text_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        return self._query_vectors(features.text)
+
+    def image_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        return self._query_vectors(self.alignment(features.image))
 
 
 class DualSplitRetriever(DualEncoderRetriever):
@@ -74,3 +111,14 @@ class DualFusedRetriever(DualEncoderRetriever):
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         text, image = self.document_parts(features)
         return l2_normalize(text + image)
+
+
+class DualGCLRetriever(DualFusedRetriever):
+    """The fused dual encoder whose alignment was trained with GCL (Lee et al., 2025)."""
+
+    name = "dual-gcl"
+    title = "Dual encoder, GCL-trained"
+    requires_training = True
+
+    def towers(self) -> str:
+        return super().towers() + " (trained with GCL)"

@@ -1,0 +1,437 @@
+"""Training the heads of the trainable retrievers on frozen backbone features.
+
+Data (never the test split): stamps caption -> image pairs (the stamp's image alone is the
+document, so the image path must carry the caption's meaning) and the scenes training split
+(queries naming objects the caption does not mention). Frozen features are encoded once and
+cached; only small heads are trained, so the language model and image tower stay frozen and
+checkpoints stay small. Early stopping on scenes dev MRR@10 (dev queries over dev scenes).
+
+- ``dual-split`` / ``dual-fused``: a linear image -> text map, InfoNCE with the retriever's
+  own scoring (split: mean of caption and image cosines; fused: normalise(t + i)).
+- ``dual-gcl``: the same map trained with GCL over (image, query text, fused document).
+- ``ciea``: projector + complementary extractor through the frozen language model,
+  L = L_c + lambda * L_comp.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ciea.backbones import Backbone, load_backbone
+from ciea.checkpoints import Checkpoint, save_checkpoint
+from ciea.config import Settings
+from ciea.data.materialise import ensure_corpus_images
+from ciea.data.schema import Document, load_corpus, load_queries, split_query_files
+from ciea.evaluate import evaluate_run, load_qrels
+from ciea.features import CorpusFeatures, cached_corpus_features
+from ciea.losses import (DEFAULT_LAMBDA, LogitScale, ciea_loss, complementary_query_ids, gcl_loss, has_content,
+                         info_nce)
+from ciea.retrievers.alignment import TrainedAlignment
+from ciea.retrievers.ciea import CIEAConfig, CIEAHead, caption_tokens, encode_sequence
+
+log = logging.getLogger(__name__)
+TRAIN_SPLIT, DEV_SPLIT = "train", "dev"
+DEFAULT_CORPORA = ("stamps", "scenes")
+
+
+@dataclass
+class TrainConfig:
+    """Schedule and seeds; saved into every checkpoint's JSON."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    patience: int = 3
+    seed: int = 0
+    lam: float = DEFAULT_LAMBDA  # CIEA: weight of L_comp
+    pairs_per_epoch: int | None = None  # None = every training query once per epoch
+    use_weights: bool = True  # CIEA ablation: complementarity-weighted attention
+    device: str = "cpu"
+    bf16: bool = False  # bfloat16 autocast for training steps where the hardware has it (AMX / CUDA)
+
+
+#: CIEA pushes every batch through the language model, so its CPU schedule samples fewer pairs.
+SCHEDULES: dict[str, dict] = {
+    "ciea": {"epochs": 10, "batch_size": 64, "pairs_per_epoch": 2048, "patience": 2, "lr": 2e-3, "bf16": True},
+}
+
+
+def default_config(name: str) -> TrainConfig:
+    """The schedule ``python -m ciea train`` uses for retriever ``name``."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrainConfig(device=device, **SCHEDULES.get(name, {}))
+
+
+@dataclass
+class Pair:
+    """One training query with the rows of its relevant documents (one is sampled per epoch)."""
+
+    query: str
+    positives: tuple[int, ...]
+    image_only: bool  # the document is shown without its caption (stamps caption -> image)
+
+
+@dataclass
+class Split:
+    """Documents with frozen features, and the query pairs that point into them."""
+
+    documents: list[Document]
+    features: CorpusFeatures
+    pairs: list[Pair]
+
+
+@dataclass
+class TrainResult:
+    retriever: str
+    checkpoint: Checkpoint
+    best_epoch: int
+    dev_mrr10: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _concat_features(parts: Sequence[CorpusFeatures]) -> CorpusFeatures:
+    from ciea.backbones import ImageFeatures
+
+    return CorpusFeatures(np.concatenate([p.text for p in parts]),
+                          ImageFeatures.concatenate([p.image for p in parts]),
+                          np.concatenate([p.has_image for p in parts]))
+
+
+def _subset(features: CorpusFeatures, rows: np.ndarray) -> CorpusFeatures:
+    from ciea.backbones import ImageFeatures
+
+    img = features.image
+    return CorpusFeatures(features.text[rows], ImageFeatures(img.pooled[rows], img.patches[rows],
+                          None if img.class_probs is None else img.class_probs[rows]), features.has_image[rows])
+
+
+def _split_pairs(corpus, split: str) -> tuple[np.ndarray, list[Pair]] | None:
+    """Rows of the ``split`` documents and the split's query pairs, if the corpus ships that split.
+
+    Qrels may name documents of every split; only positives inside the split are kept.
+    """
+    queries_path, qrels_path = split_query_files(corpus.root, split)
+    if not (queries_path.is_file() and qrels_path.is_file()):
+        return None
+    tagged = [i for i, d in enumerate(corpus) if d.category == split]
+    rows = np.array(tagged if tagged else range(len(corpus)), dtype=np.int64)
+    local = {corpus.documents[r].doc_id: j for j, r in enumerate(rows)}
+    qrels = load_qrels(qrels_path)
+    pairs = []
+    for q in load_queries(queries_path):
+        pos = tuple(sorted(local[d] for d, rel in qrels.get(q.qid, {}).items() if rel > 0 and d in local))
+        if pos:
+            pairs.append(Pair(q.text, pos, image_only=False))
+    return rows, pairs
+
+
+def _caption_pairs(corpus) -> list[Pair]:
+    """Caption -> image pairs: the image alone is the document (duplicate captions share positives)."""
+    by_caption: dict[str, list[int]] = {}
+    for i, d in enumerate(corpus):
+        if d.image is not None:
+            by_caption.setdefault(d.text, []).append(i)
+    return [Pair(text, tuple(rows), image_only=True) for text, rows in by_caption.items()]
+
+
+def load_training_data(backbone: Backbone, settings: Settings, corpora: Sequence[str] = DEFAULT_CORPORA,
+                       progress: bool = True) -> tuple[Split, Split]:
+    """(train, dev) over ``corpora``.
+
+    A corpus that ships a train split (scenes) gives its training queries over its training
+    documents; one without (stamps) gives caption -> image pairs. Dev is the first shipped dev
+    split; without one, the caption pairs of the training documents stand in (tiny corpora).
+    """
+    parts, docs, pairs, dev = [], [], [], None
+    for name in corpora:
+        corpus = load_corpus(name, settings.assets_dir)
+        ensure_corpus_images(corpus, progress=progress)
+        features = cached_corpus_features(corpus, backbone, settings.cache_dir, progress)
+        split = _split_pairs(corpus, TRAIN_SPLIT)
+        rows, local_pairs = split if split else (np.arange(len(corpus)), _caption_pairs(corpus))
+        offset = len(docs)
+        pairs += [Pair(p.query, tuple(offset + r for r in p.positives), p.image_only) for p in local_pairs]
+        parts.append(_subset(features, rows))
+        docs += [corpus.documents[r] for r in rows]
+        dev_split = _split_pairs(corpus, DEV_SPLIT) if dev is None else None
+        if dev_split:
+            dev_rows, dev_pairs = dev_split
+            dev = Split([corpus.documents[r] for r in dev_rows], _subset(features, dev_rows), dev_pairs)
+    train = Split(docs, _concat_features(parts), pairs)
+    if dev is None:
+        log.warning("no dev split in %s: early stopping on training captions", ", ".join(corpora))
+        caption = [Pair(p.query, p.positives, False) for p in pairs if p.image_only] or pairs
+        dev = Split(docs, train.features, caption)
+    return train, dev
+
+
+def bf16_available(device: str) -> bool:
+    """Whether bfloat16 matmuls are native here (CUDA, or x86 CPUs with AMX / AVX512-BF16)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _epoch_batches(pairs: Sequence[Pair], config: TrainConfig, rng: random.Random) -> list[list[tuple[int, int]]]:
+    """Batches of (pair index, sampled positive row) for one epoch."""
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    if config.pairs_per_epoch:
+        order = order[: config.pairs_per_epoch]
+    sampled = [(i, rng.choice(pairs[i].positives)) for i in order]
+    return [sampled[s : s + config.batch_size] for s in range(0, len(sampled), config.batch_size)
+            if len(sampled[s : s + config.batch_size]) > 1]
+
+
+def false_negative_mask(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """(B, B) True where batch document j is also relevant to query i (j != i)."""
+    n = len(batch)
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for a, (pi, _) in enumerate(batch):
+        positives = set(pairs[pi].positives)
+        for b, (_, row) in enumerate(batch):
+            if a != b and row in positives:
+                mask[a, b] = True
+    return mask
+
+
+def dev_mrr(dev: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: int = 10) -> float:
+    """MRR@10 of the dev queries over the dev documents (exact search)."""
+    scores = query_vectors @ doc_vectors.T
+    top = np.argsort(-scores, axis=1)[:, :k]
+    ids = [d.doc_id for d in dev.documents]
+    run = {str(i): {ids[j]: float(scores[i, j]) for j in row} for i, row in enumerate(top)}
+    qrels = {str(i): {ids[r]: 1 for r in p.positives} for i, p in enumerate(dev.pairs)}
+    return evaluate_run(qrels, run, ["mrr@10"])["mrr@10"]
+
+
+# -- dual-encoder alignments ---------------------------------------------------------------
+def _dual_documents(kind: str, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    if kind == "dual-split":
+        return torch.cat([text, image], dim=1) / np.sqrt(2.0)
+    return F.normalize(text + image, dim=-1)
+
+
+def _dual_queries(kind: str, q: torch.Tensor) -> torch.Tensor:
+    return torch.cat([q, q], dim=1) / np.sqrt(2.0) if kind == "dual-split" else q
+
+
+def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, config: TrainConfig,
+                    progress: bool = True) -> tuple[torch.nn.Module, dict, list[dict]]:
+    """Train the linear image map of a dual encoder; returns the best module by dev MRR@10."""
+    _seed_everything(config.seed)
+    rng = random.Random(config.seed)
+    device = torch.device(config.device)
+    head = TrainedAlignment.for_backbone(backbone).to(device)
+    scale = LogitScale().to(device)
+    optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    query_vecs = torch.as_tensor(backbone.encode_text([p.query for p in train.pairs]), device=device)
+    text = torch.as_tensor(train.features.text, device=device)
+    pooled = torch.as_tensor(train.features.image.pooled, device=device)
+    dev_q = backbone.encode_text([p.query for p in dev.pairs])
+    kind = "dual-fused" if name == "dual-gcl" else name
+
+    def dev_score() -> float:
+        with torch.no_grad():
+            image = head(torch.as_tensor(dev.features.image.pooled, device=device))
+            docs = _dual_documents(kind, torch.as_tensor(dev.features.text, device=device), image)
+            queries = _dual_queries(kind, torch.as_tensor(dev_q, device=device))
+        return dev_mrr(dev, queries.cpu().numpy(), docs.cpu().numpy())
+
+    def step(batch: list[tuple[int, int]]) -> torch.Tensor:
+        pair_idx = torch.tensor([i for i, _ in batch], device=device)
+        rows = torch.tensor([r for _, r in batch], device=device)
+        image_only = torch.tensor([train.pairs[i].image_only for i, _ in batch], device=device)
+        caption = text[rows] * (~image_only)[:, None]
+        image = head(pooled[rows])
+        q = query_vecs[pair_idx]
+        if name == "dual-gcl":
+            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale())
+        docs = _dual_documents(kind, caption, image)
+        return info_nce(_dual_queries(kind, q), docs, scale(),
+                        false_negatives=false_negative_mask(train.pairs, batch).to(device))
+
+    return _fit(name, head, scale, optimizer, step, dev_score, train, config, rng, progress)
+
+
+# -- CIEA ---------------------------------------------------------------------------------
+def complementary_query_vectors(backbone: Backbone, queries: Sequence[str], captions: Sequence[str]
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """q_comp vectors (the query with every token of the positive caption deleted) and a flag
+    saying whether anything but special tokens is left."""
+    special = backbone.special_token_ids
+    vectors = np.zeros((len(queries), backbone.text_dim), np.float32)
+    valid = np.zeros(len(queries), bool)
+    for s in range(0, len(queries), 256):
+        q = backbone.embed_tokens(list(queries[s : s + 256]))
+        c = backbone.embed_tokens(list(captions[s : s + 256]))
+        kept = []
+        for qi, qm, ci, cm in zip(q.input_ids, q.attention_mask, c.input_ids, c.attention_mask):
+            ids = complementary_query_ids(qi[qm.bool()].tolist(), ci[cm.bool()].tolist(), special)
+            kept.append(ids)
+        length = max(len(k) for k in kept)
+        ids = torch.zeros(len(kept), length, dtype=torch.long)
+        mask = torch.zeros(len(kept), length, dtype=torch.long)
+        for i, k in enumerate(kept):
+            ids[i, : len(k)], mask[i, : len(k)] = torch.tensor(k), 1
+            valid[s + i] = has_content(k, special)
+        with torch.inference_mode():
+            embeddings = backbone.embed_ids(ids)
+            pooled = backbone.encode_token_embeddings(embeddings, mask.to(embeddings.device))
+            vectors[s : s + len(kept)] = F.normalize(pooled, dim=-1).cpu().numpy()
+    return vectors, valid
+
+
+def encode_ciea_documents(backbone: Backbone, head: CIEAHead, patches: np.ndarray, captions: Sequence[str],
+                          batch_size: int = 32) -> np.ndarray:
+    """Document vectors for image documents with a head under training (no gradients)."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(captions), batch_size):
+            tokens = caption_tokens(backbone, captions[s : s + batch_size])
+            batch = torch.as_tensor(patches[s : s + batch_size], dtype=torch.float32, device=tokens.rest.device)
+            extracted, _ = head(batch, tokens.rest, tokens.content_mask)
+            out.append(encode_sequence(backbone, extracted, tokens).cpu().numpy())
+    return np.concatenate(out)
+
+
+def train_ciea(backbone: Backbone, train: Split, dev: Split, config: TrainConfig, progress: bool = True
+               ) -> tuple[torch.nn.Module, dict, list[dict]]:
+    """Train CIEA's projector and extractor through the frozen language model."""
+    _seed_everything(config.seed)
+    rng = random.Random(config.seed)
+    device = torch.device(config.device)
+    head_config = CIEAConfig.for_backbone(backbone, use_weights=config.use_weights)
+    head = CIEAHead(head_config).to(device)
+    scale = LogitScale().to(device)
+    optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    for tower in (getattr(backbone, "text_model", None), getattr(backbone, "model", None)):
+        for p in tower.parameters() if tower is not None else ():
+            p.requires_grad_(False)  # frozen language model: gradients reach the head only
+    queries = [p.query for p in train.pairs]
+    query_vecs = torch.as_tensor(backbone.encode_text(queries), device=device)
+    captions = [train.documents[p.positives[0]].text for p in train.pairs]
+    comp_vecs, comp_valid = complementary_query_vectors(backbone, queries, captions)
+    comp_vecs, comp_valid = torch.as_tensor(comp_vecs, device=device), torch.as_tensor(comp_valid, device=device)
+    log.info("CIEA: %d of %d training queries have a non-empty q_comp", int(comp_valid.sum()), len(queries))
+    dev_q = backbone.encode_text([p.query for p in dev.pairs])
+    dev_captions = [d.text for d in dev.documents]
+
+    def dev_score() -> float:
+        head.eval()
+        docs = encode_ciea_documents(backbone, head, dev.features.image.patches, dev_captions)
+        head.train()
+        return dev_mrr(dev, dev_q, docs)
+
+    def step(batch: list[tuple[int, int]]) -> torch.Tensor:
+        pair_idx = torch.tensor([i for i, _ in batch], device=device)
+        rows = [r for _, r in batch]
+        image_only = torch.tensor([train.pairs[i].image_only for i, _ in batch], device=device)
+        shown = ["" if io else train.documents[r].text for io, r in zip(image_only.tolist(), rows)]
+        tokens = caption_tokens(backbone, shown)
+        patches = torch.as_tensor(train.features.image.patches[rows], dtype=torch.float32, device=device)
+        extracted, _ = head(patches, tokens.rest, tokens.content_mask)
+        documents = encode_sequence(backbone, extracted, tokens)
+        comp_rows = comp_valid[pair_idx] & ~image_only
+        if bool(comp_rows.any()):
+            image_sides = encode_sequence(backbone, extracted, tokens, with_caption=False)
+        else:
+            image_sides = documents
+        out = ciea_loss(query_vecs[pair_idx], documents, comp_vecs[pair_idx], image_sides, scale(),
+                        comp_rows=comp_rows, image_columns=torch.ones(len(batch), dtype=torch.bool, device=device),
+                        lam=config.lam, false_negatives=false_negative_mask(train.pairs, batch).to(device))
+        return out.total
+
+    head_dict = asdict(head_config)
+    module, extra, history = _fit("ciea", head, scale, optimizer, step, dev_score, train, config, rng, progress)
+    return module, {**extra, "head": head_dict}, history
+
+
+# -- shared loop ---------------------------------------------------------------------------
+def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.optim.Optimizer,
+         step: Callable[[list[tuple[int, int]]], torch.Tensor], dev_score: Callable[[], float], train: Split,
+         config: TrainConfig, rng: random.Random, progress: bool) -> tuple[torch.nn.Module, dict, list[dict]]:
+    """Epochs with dev-set early stopping; returns the best head, facts to save, and history."""
+    best, best_state, best_epoch, stale, history = dev_score(), None, 0, 0, []
+    history.append({"epoch": 0, "dev_mrr10": best, "loss": None, "seconds": 0.0})
+    log.info("%s: epoch 0 dev MRR@10 %.4f", name, best)
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    device_type = "cuda" if config.device.startswith("cuda") else "cpu"
+    use_bf16 = config.bf16 and bf16_available(config.device)
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        head.train()
+        losses = []
+        batches = _epoch_batches(train.pairs, config, rng)
+        for batch in tqdm(batches, desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
+                          leave=False):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = step(batch).float()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scale.clamp_()
+            losses.append(float(loss.detach()))
+        head.eval()
+        score = dev_score()
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch, "dev_mrr10": score, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
+                        "temperature": scale.temperature, "bf16": use_bf16})
+        log.info("%s: epoch %d loss %.4f dev MRR@10 %.4f (%.0fs)", name, epoch, np.mean(losses), score, seconds)
+        if score > best:
+            best, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    head.load_state_dict(best_state)
+    return head.eval(), {"best_epoch": best_epoch, "dev_mrr10": best}, history
+
+
+def train_retriever(name: str, settings: Settings, config: TrainConfig | None = None, progress: bool = True,
+                    data: tuple[Split, Split] | None = None, corpora: Sequence[str] = DEFAULT_CORPORA
+                    ) -> TrainResult:
+    """Train retriever ``name`` on the settings' backbone and write its checkpoint."""
+    config = config or default_config(name)
+    backbone = load_backbone(settings.backbone, device=config.device)
+    train, dev = data or load_training_data(backbone, settings, corpora, progress)
+    start = time.perf_counter()
+    if name == "ciea":
+        head, extra, history = train_ciea(backbone, train, dev, config, progress)
+    elif name in ("dual-split", "dual-fused", "dual-gcl"):
+        head, extra, history = train_alignment(name, backbone, train, dev, config, progress)
+    else:
+        raise ValueError(f"{name} has nothing to train; trainable: ciea, dual-split, dual-fused, dual-gcl")
+    seconds = time.perf_counter() - start
+    meta = {"retriever": name, "backbone": backbone.spec, "train_config": asdict(config),
+            "data": {"train_pairs": len(train.pairs), "train_documents": len(train.documents),
+                     "dev_queries": len(dev.pairs), "dev_documents": len(dev.documents),
+                     "corpora": list(corpora)},
+            "history": history, "seconds": round(seconds, 1), **extra}
+    checkpoint = save_checkpoint(settings.checkpoint_stem(backbone.spec, name), head.cpu(), json.loads(json.dumps(meta)))
+    return TrainResult(name, checkpoint, extra["best_epoch"], extra["dev_mrr10"], history, seconds)

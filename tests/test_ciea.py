@@ -1,0 +1,134 @@
+"""CIEA's head, its training loop and checkpoints, on the bundled towers and tiny synthetic data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ciea.backbones import ImageFeatures
+from ciea.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from ciea.data.schema import Document
+from ciea.features import CorpusFeatures
+from ciea.losses import complementary_query_ids
+from ciea.retrievers.ciea import (CIEAConfig, CIEAHead, CIEARetriever, ComplementaryExtractor, caption_tokens,
+                                  complementarity_weights)
+from ciea.train import Pair, Split, TrainConfig, complementary_query_vectors, encode_ciea_documents, train_alignment, train_ciea
+
+
+def test_complementarity_weight_is_low_where_the_caption_covers_the_patch():
+    token = torch.tensor([1.0, 0.0, 0.0])
+    covered, uncovered = token.clone(), torch.tensor([-1.0, 0.0, 0.0])  # same direction / opposite direction
+    patches = torch.stack([covered, uncovered])[None]  # (1, 2, 3)
+    tokens = token[None, None]  # (1, 1, 3)
+    w = complementarity_weights(patches, tokens, torch.ones(1, 1))
+    assert w[0, 0].item() == pytest.approx(0.0, abs=1e-6)  # cos 1 -> s 1 -> w 0
+    assert w[0, 1].item() == pytest.approx(1.0, abs=1e-6)  # cos -1 -> s 0 -> w 1
+    orthogonal = complementarity_weights(torch.tensor([[[0.0, 1.0, 0.0]]]), tokens, torch.ones(1, 1))
+    assert orthogonal.item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_padded_tokens_do_not_cover_patches():
+    patch = torch.tensor([[[0.0, 1.0, 0.0]]])
+    tokens = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # second token equals the patch
+    unmasked = complementarity_weights(patch, tokens, torch.tensor([[1.0, 1.0]]))
+    masked = complementarity_weights(patch, tokens, torch.tensor([[1.0, 0.0]]))
+    assert unmasked.item() == pytest.approx(0.0, abs=1e-6)
+    assert masked.item() == pytest.approx(0.5, abs=1e-6)
+    no_caption = complementarity_weights(patch, tokens[:, :0], torch.ones(1, 0))
+    assert no_caption.item() == 1.0
+
+
+def test_extractor_shapes_and_weights_change_attention():
+    torch.manual_seed(0)
+    config = CIEAConfig(patch_dim=10, token_dim=8, num_patches=5, heads=2, dropout=0.0)
+    head = CIEAHead(config).eval()
+    patches, tokens = torch.randn(3, 5, 10), torch.randn(3, 4, 8)
+    extracted, w = head(patches, tokens, torch.ones(3, 4))
+    assert extracted.shape == (3, 5, 8) and w.shape == (3, 5)
+    extractor = ComplementaryExtractor(config).eval()
+    x = torch.randn(1, 5, 8)
+    flat, full = extractor(x, torch.zeros(1, 5)), extractor(x, torch.ones(1, 5))
+    assert not torch.allclose(flat, full)  # w = 0 flattens every logit: uniform attention
+    plain = ComplementaryExtractor(dataclasses.replace(config, use_weights=False)).eval()
+    plain.load_state_dict(extractor.state_dict())
+    assert torch.allclose(plain(x, torch.zeros(1, 5)), full, atol=1e-6)
+
+
+def test_q_comp_deletes_caption_tokens_with_the_real_tokenizer(bundled):
+    tok = bundled.tokenizer
+    query = tok("a blue bicycle beside an elephant")["input_ids"]
+    caption = tok("A blue bicycle.")["input_ids"]
+    kept = complementary_query_ids(query, caption, bundled.special_token_ids)
+    assert tok.decode(kept, skip_special_tokens=True) == "beside an elephant"
+    assert kept[0] == tok.cls_token_id and kept[-1] == tok.sep_token_id
+    vectors, valid = complementary_query_vectors(bundled, ["a blue bicycle beside an elephant", "A blue bicycle"],
+                                                 ["A blue bicycle.", "A blue bicycle."])
+    assert valid.tolist() == [True, False]
+    expected = bundled.encode_text(["beside an elephant"])[0]
+    assert float(vectors[0] @ expected) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_caption_tokens_mark_only_words_as_content(bundled):
+    tokens = caption_tokens(bundled, ["A frog.", ""])
+    assert tokens.start.shape[1] == 1
+    assert tokens.content_mask[0].sum().item() == 3  # "a", "frog", "."
+    assert tokens.content_mask[1].sum().item() == 0
+
+
+QUERIES = ["a red ball", "a wooden boat", "a yellow school bus", "a sleeping cat", "a green tree",
+           "a guitar", "an old clock", "a slice of pizza"]
+
+
+def synthetic_split(bundled, image_only: bool) -> Split:
+    """Eight documents whose random patch features must be mapped onto eight queries."""
+    rng = np.random.default_rng(0)
+    n = len(QUERIES)
+    patches = rng.normal(size=(n, bundled.num_patches, bundled.patch_dim)).astype(np.float32)
+    pooled = patches.mean(1)
+    docs = [Document(f"d{i}", "A picture.", f"d{i}.png") for i in range(n)]
+    text = bundled.encode_text([d.text for d in docs])
+    features = CorpusFeatures(text, ImageFeatures(pooled, patches), np.ones(n, bool))
+    return Split(docs, features, [Pair(q, (i,), image_only) for i, q in enumerate(QUERIES)])
+
+
+def top1(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> float:
+    return float(np.mean(np.argmax(query_vectors @ doc_vectors.T, axis=1) == np.arange(len(query_vectors))))
+
+
+def test_ciea_overfits_eight_pairs_and_checkpoint_round_trips(bundled, tmp_path):
+    split = synthetic_split(bundled, image_only=False)
+    config = TrainConfig(epochs=40, batch_size=8, lr=3e-3, patience=40, seed=0, weight_decay=0.0)
+    head, extra, history = train_ciea(bundled, split, split, config, progress=False)
+    queries = bundled.encode_text(QUERIES)
+    docs = encode_ciea_documents(bundled, head, split.features.image.patches, [d.text for d in split.documents])
+    assert history[0]["dev_mrr10"] < 0.9  # untrained: random patches say nothing about the queries
+    assert top1(queries, docs) == 1.0
+
+    checkpoint = save_checkpoint(tmp_path / "ciea", head, {"head": extra["head"]})
+    retriever = CIEARetriever(bundled, checkpoint=load_checkpoint(tmp_path / "ciea"))
+    again = retriever.encode_patches(split.features.image.patches, [d.text for d in split.documents])[0]
+    np.testing.assert_allclose(again, docs, atol=1e-5)
+    assert retriever.checkpoint_sha256 == checkpoint.sha256
+
+
+def test_trained_alignment_overfits_eight_image_only_pairs(bundled):
+    split = synthetic_split(bundled, image_only=True)
+    config = TrainConfig(epochs=60, batch_size=8, lr=1e-2, patience=60, seed=0, weight_decay=0.0)
+    head, _, _ = train_alignment("dual-fused", bundled, split, split, config, progress=False)
+    with torch.no_grad():
+        image = head(torch.as_tensor(split.features.image.pooled)).numpy()
+    assert top1(bundled.encode_text(QUERIES), image) == 1.0
+
+
+def test_damaged_or_missing_checkpoint_gives_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="No trained checkpoint.*python -m ciea train"):
+        load_checkpoint(tmp_path / "missing", "python -m ciea train --retriever ciea")
+    head = CIEAHead(CIEAConfig(patch_dim=4, token_dim=4, num_patches=2, heads=1))
+    save_checkpoint(tmp_path / "ciea", head, {})
+    path = tmp_path / "ciea.safetensors"
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(tmp_path / "ciea")
