@@ -1,4 +1,4 @@
-"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval}``.
+"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry}``.
 
 The output formats of ``retrievers``, ``search`` and ``eval`` are contracts (DESIGN
 section 6): other tools parse them. Errors go to stderr as one clear line, exit code != 0.
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ciea.backbones import SPEC_HELP, BackboneLoadError
+from ciea.checkpoints import CheckpointError
 from ciea.config import BACKBONE_ENV, DEFAULT_INDEX_FACTORY, Settings, default_backbone_spec
 from ciea.data.schema import CorpusError, load_queries
 from ciea.index import IndexStoreError
@@ -65,9 +66,31 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from ciea.build import build_indexes
 
-    reports = build_indexes(args.corpus, _settings(args), args.retriever or None, factory=args.factory)
+    settings = _settings(args)
+    reports = build_indexes(args.corpus, settings, args.retriever or None, factory=args.factory)
     _print_json([{"corpus": r.corpus, "retriever": r.retriever, "folder": str(r.folder), "count": r.count,
                   "dim": r.dim, "seconds": round(r.seconds, 2)} for r in reports])
+    if not args.no_geometry:
+        from ciea.build import build_geometry
+
+        build_geometry(args.corpus, settings, [r.retriever for r in reports])
+    return 0
+
+
+def cmd_geometry(args: argparse.Namespace) -> int:
+    from ciea.build import build_geometry
+    from ciea.geometry import GeometryStoreError, load_report
+
+    settings = _settings(args)
+    folder = settings.index_dir(args.corpus, args.retriever)
+    if not args.recompute:
+        try:
+            _print_json(load_report(folder))
+            return 0
+        except GeometryStoreError as exc:
+            print(f"note: {exc}; computing it now", file=sys.stderr)
+    built = build_geometry(args.corpus, settings, [args.retriever], with_umap=not args.no_umap)
+    _print_json(built[0].report)
     return 0
 
 
@@ -136,6 +159,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from ciea.backbones import load_backbone
+    from ciea.retrievers import TRAINABLE
+    from ciea.train import default_config, load_training_data, train_retriever
+
+    names = args.retriever or list(TRAINABLE)
+    unknown = [n for n in names if n not in TRAINABLE]
+    if unknown:
+        raise InputError(f"Nothing to train for {', '.join(unknown)}; trainable: {', '.join(TRAINABLE)}.")
+    overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr", "lam", "patience",
+                                                      "pairs_per_epoch", "seed", "device")
+                 if getattr(args, key) is not None}
+    if args.no_weights:
+        overrides["use_weights"] = False
+    settings = _settings(args)
+    data = load_training_data(load_backbone(settings.backbone), settings, args.corpus)
+    summary = []
+    for name in names:
+        config = dataclasses.replace(default_config(name), **overrides)
+        result = train_retriever(name, settings, config, data=data, corpora=args.corpus)
+        summary.append({"retriever": name, "checkpoint": str(result.checkpoint.path), "sha256": result.checkpoint.sha256,
+                        "best_epoch": result.best_epoch, "dev_mrr@10": result.dev_mrr10,
+                        "seconds": round(result.seconds, 1), "history": result.history})
+    _print_json(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ciea", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -161,7 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retriever", action="append", help="only this retriever (repeatable)")
     p.add_argument("--factory", default=DEFAULT_INDEX_FACTORY,
                    help="FAISS index_factory string, e.g. Flat, HNSW32, IVF1024,PQ32 (default: Flat)")
+    p.add_argument("--no-geometry", action="store_true", help="skip the geometry reports and UMAP projections")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("geometry", parents=[common], help="print a retriever's geometry report (JSON); "
+                       "computes and saves it next to the index when missing")
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--retriever", required=True)
+    p.add_argument("--recompute", action="store_true", help="recompute even if a saved report exists")
+    p.add_argument("--no-umap", action="store_true", help="with --recompute: skip the UMAP projection")
+    p.set_defaults(func=cmd_geometry)
 
     p = sub.add_parser("build-assets", parents=[common], help="rebuild assets/<corpus> from source data")
     p.add_argument("--corpus", required=True)
@@ -180,11 +239,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retriever", action="append")
     p.add_argument("--k", type=int, default=100)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", parents=[common], help="train the heads of trainable retrievers; writes checkpoints")
+    p.add_argument("--retriever", action="append", help="dual-split, dual-fused, dual-gcl or ciea (repeatable; "
+                   "default: all)")
+    p.add_argument("--corpus", action="append", default=None,
+                   help="training corpora (default: stamps and scenes; never a test split)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: per retriever, see ciea/train.py)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lam", type=float, help="CIEA: weight of the complementary loss L_comp (default 0.1)")
+    p.add_argument("--patience", type=int, help="epochs without dev improvement before stopping")
+    p.add_argument("--pairs-per-epoch", type=int, help="sample this many training queries per epoch")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-weights", action="store_true", help="CIEA ablation: plain attention in the extractor")
+    p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "command", None) == "train" and not args.corpus:
+        from ciea.train import DEFAULT_CORPORA
+
+        args.corpus = list(DEFAULT_CORPORA)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -192,6 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, CorpusError, BackboneLoadError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except IndexStoreError as exc:
+    except (IndexStoreError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ARTEFACT
