@@ -1,0 +1,544 @@
+"""Soak test: many concurrent API sessions against the app on loopback, for a bounded time.
+
+    python -m benchmarks.soak --clients 16 --duration 180            # launches python app.py itself
+    python -m benchmarks.soak --clients 4 --requests 25 --url http://127.0.0.1:7860/ --pid 1234
+
+Each client is its own ``gradio_client.Client`` in its own thread, issuing a seeded mix of
+normal text queries (the scenes query files, stamps captions), odd inputs (empty, markup,
+emoji, right-to-left, control characters, long, bad k, unknown retriever: each with the
+outcome it must get) and, when the app exposes ``/search_by_image``, image queries with
+thumbnails from assets/. It records every request's latency and outcome and the server's
+resident memory at start, after warm-up and at the end, prints a JSON summary and exits 1
+when a target is missed: zero errors, the server still answering, p95 latency under 2 s
+and memory growth after warm-up under 10%.
+
+Only loopback URLs are accepted, and clients, duration and requests are capped: this is a
+load test of our own server, never of someone else's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_CLIENTS = 64
+MAX_DURATION_S = 3600
+MAX_REQUESTS_PER_CLIENT = 10_000
+P95_TARGET_S = 2.0
+GROWTH_TARGET_PCT = 10.0
+STARTUP_TIMEOUT_S = 240
+RSS_SAMPLE_EVERY_S = 0.5
+ERROR_SAMPLES = 10
+#: Share of requests by kind (image queries only where the app has the endpoint).
+MIX = {"text": 0.70, "odd": 0.15, "image": 0.15}
+
+
+# -- the server ----------------------------------------------------------------------------
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LaunchedApp:
+    url: str
+    pid: int
+    log: Path
+    process: subprocess.Popen
+
+    def exit_code(self) -> int | None:
+        """None while running; else the exit status (negative: killed by that signal)."""
+        return self.process.poll()
+
+
+@contextlib.contextmanager
+def launch_app(log: Path | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
+               env: dict[str, str] | None = None) -> Iterator[LaunchedApp]:
+    """``python app.py`` on a free loopback port; yields once the page answers, stops it after."""
+    port = free_port()
+    log = log or Path(tempfile.mkdtemp(prefix="ciea-soak-")) / "app.log"
+    full_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                    GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **(env or {}))
+    url = f"http://127.0.0.1:{port}/"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=fh,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app did not answer in {timeout_s:.0f}s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield LaunchedApp(url, proc.pid, log, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` and its children in MB (psutil when installed, else /proc)."""
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+    except ImportError:
+        pass
+    except Exception:  # the process is gone
+        return None
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return total / 1024 if total else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not status.is_file() or "State:\tZ" not in status.read_text()
+
+
+# -- the workload --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One request: what to send and whether the app must answer with results or a refusal."""
+
+    kind: str  # "text" | "odd" | "image"
+    endpoint: str
+    args: tuple
+    expect_error: bool = False
+    label: str = ""
+
+
+#: Odd inputs (query, k, retrievers-or-None for "the usual ones", must be refused).
+ODD_INPUTS = [
+    ("", None, None, True, "empty"),
+    ("   \t ", None, None, True, "whitespace"),
+    ("<img src=x onerror=alert(1)>", None, None, False, "markup"),
+    ("<script>alert(1)</script> elephant", None, None, False, "script"),
+    ("🐘 elephant 🎈", None, None, False, "emoji"),
+    ("فيل كبير", None, None, False, "right-to-left"),
+    ("an elephant 象 слон", None, None, False, "mixed scripts"),
+    ("red\x00ball\x1b[0m", None, None, False, "control characters"),
+    ("ball " * 400, None, None, False, "2000 characters"),
+    ("a frog", 0, None, True, "k = 0"),
+    ("a frog", 1000, None, True, "k too large"),
+    ("a frog", None, ["no-such-retriever"], True, "unknown retriever"),
+    ("a frog", None, [], True, "no retriever"),
+]
+
+
+def _jsonl_texts(path: Path, limit: int) -> list[str]:
+    texts = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                texts.append(str(json.loads(line)["text"]))
+            if len(texts) >= limit:
+                break
+    return texts
+
+
+def corpus_queries(assets_dir: Path, corpus: str, limit: int = 300) -> list[str]:
+    """Judged query texts of a corpus where it ships them, else its captions."""
+    texts = []
+    for path in sorted((assets_dir / corpus).glob("queries_*.jsonl")):
+        texts += _jsonl_texts(path, limit)
+    return texts[:limit] or _jsonl_texts(assets_dir / corpus / "corpus.jsonl", limit)
+
+
+@dataclass
+class Workload:
+    """Per-corpus queries and retrievers, odd inputs and thumbnails, drawn from with a seeded RNG."""
+
+    queries: dict[str, list[str]]
+    retrievers: dict[str, list[str]]
+    images: list[Path]
+    k: int = 10
+    #: Per corpus, the retrievers that answered an image probe (absent: no image queries there).
+    image_retrievers: dict[str, list[str]] = field(default_factory=dict)
+
+    def draw(self, rng: random.Random) -> Case:
+        corpus = rng.choice(sorted(self.queries))
+        names = self.retrievers[corpus]
+        kinds = [k for k in MIX if k != "image" or (self.images and self.image_retrievers.get(corpus))]
+        kind = rng.choices(kinds, weights=[MIX[k] for k in kinds])[0]
+        if kind == "image":
+            from gradio_client import handle_file
+
+            path = rng.choice(self.images)
+            return Case("image", "/search_by_image",
+                        (handle_file(str(path)), corpus, self.image_retrievers[corpus], self.k), label=path.name)
+        if kind == "odd":
+            text, k, chosen, refuse, label = rng.choice(ODD_INPUTS)
+            return Case("odd", "/search", (text, corpus, names if chosen is None else chosen,
+                                           self.k if k is None else k),
+                        expect_error=refuse, label=label)
+        text = rng.choice(self.queries[corpus])
+        return Case("text", "/search", (text, corpus, names, self.k), label=text[:40])
+
+
+def judge(case: Case, output: object) -> str | None:
+    """None when the app answered as it must, else what was wrong."""
+    data = next((o for o in (output if isinstance(output, (list, tuple)) else [output])[::-1]
+                 if isinstance(o, dict)), None)
+    if data is None:
+        return f"{case.kind} {case.label!r}: no JSON in the answer"
+    if case.expect_error:
+        return None if data.get("error") else f"odd {case.label!r}: accepted, should be refused"
+    if data.get("error"):
+        return f"{case.kind} {case.label!r}: refused: {str(data['error'])[:160]}"
+    if not data.get("results") or not any(data["results"].values()):
+        return f"{case.kind} {case.label!r}: no results ({'; '.join(data.get('notices', []))[:160]})"
+    return None
+
+
+def judge_exception(case: Case, exc: Exception) -> str | None:
+    """An exception is an error, except Gradio's own input validation refusing a case that had to
+    be refused (a value outside a slider's range or a checkbox group's choices): that is an
+    ``AppError`` carrying the reason, raised before our handler runs."""
+    if case.expect_error and type(exc).__name__ == "AppError" and str(exc).strip():
+        return None
+    return f"{case.kind} {case.label!r}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+# -- the run -------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    kind: str
+    latency_s: float
+    error: str | None
+    after_warmup: bool
+    done_at_s: float
+
+
+@dataclass
+class SoakReport:
+    url: str
+    clients: int
+    wall_s: float
+    requests: int
+    errors: int
+    by_kind: dict[str, int]
+    refusals_expected: int
+    error_samples: dict[str, int]
+    first_error_at_s: float | None
+    p50_s: float | None
+    p95_s: float | None
+    max_s: float | None
+    latency_by_kind: dict[str, dict[str, float | int | None]]
+    throughput_rps: float
+    rss_start_mb: float | None
+    rss_warm_mb: float | None
+    rss_end_mb: float | None
+    rss_max_mb: float | None
+    growth_pct: float | None
+    server_answers_after: bool
+    image_queries: int
+    targets: dict[str, bool] = field(default_factory=dict)
+    server_exit_code: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(self.targets.values())
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def make_client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False, max_workers=2, download_files=False, analytics_enabled=False)
+
+
+def _enum(parameter: dict) -> list[str] | None:
+    """The allowed values an API parameter declares (a dropdown's or checkbox group's choices)."""
+    kind = parameter.get("type") or {}
+    values = kind.get("enum") or (kind.get("items") or {}).get("enum")
+    return [str(v) for v in values] if values else None
+
+
+def discover(client, assets_dir: Path, k: int, images: bool) -> Workload:
+    """Corpora the app serves (of those with local query files), their answering retrievers,
+    and whether ``/search_by_image`` exists with the (image, corpus, retrievers, k) signature.
+    Names come from the API's declared choices, so a probe never sends a value Gradio refuses."""
+    from ciea.retrievers import REGISTRY
+
+    api = client.view_api(print_info=False, return_format="dict") or {}
+    endpoints = api.get("named_endpoints", {})
+    if "/search" not in endpoints:
+        raise RuntimeError(f"the app has no /search endpoint (has {sorted(endpoints)})")
+    params = {p.get("parameter_name"): p for p in endpoints["/search"].get("parameters", [])}
+    names = _enum(params.get("retrievers", {})) or list(REGISTRY)
+    local = sorted(p.name for p in assets_dir.iterdir() if (p / "corpus.jsonl").is_file())
+    served = _enum(params.get("corpus", {})) or local
+    queries, retrievers = {}, {}
+    for corpus in [c for c in local if c in served]:
+        texts = corpus_queries(assets_dir, corpus)
+        output = client.predict(texts[0], corpus, names, 1, api_name="/search")
+        data = output[-1] if isinstance(output, (list, tuple)) else output
+        if isinstance(data, dict) and data.get("results"):
+            queries[corpus], retrievers[corpus] = texts, list(data["results"])
+    if not queries:
+        raise RuntimeError("no corpus answered a probe query")
+    image_api = endpoints.get("/search_by_image")
+    thumbs: list[Path] = []
+    by_image: dict[str, list[str]] = {}
+    if images and image_api and len(image_api.get("parameters", [])) == 4:
+        from gradio_client import handle_file
+
+        pool = sorted((assets_dir / "stamps" / "thumbs").rglob("*.webp")) or sorted(assets_dir.rglob("*.webp"))
+        thumbs = random.Random(0).sample(pool, min(60, len(pool)))
+        for corpus, answering in retrievers.items() if thumbs else ():  # only image towers answer images
+            output = client.predict(handle_file(str(thumbs[0])), corpus, answering, 1, api_name="/search_by_image")
+            data = output[-1] if isinstance(output, (list, tuple)) else output
+            if isinstance(data, dict) and data.get("results"):
+                by_image[corpus] = list(data["results"])
+    return Workload(queries, retrievers, thumbs if by_image else [], k, by_image)
+
+
+def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
+             requests_per_client: int | None = None, warmup: float = 0.2, pid: int | None = None,
+             k: int = 10, seed: int = 0, think_s: float = 0.0, images: bool = True,
+             assets_dir: Path | None = None, p95_target_s: float = P95_TARGET_S,
+             growth_target_pct: float = GROWTH_TARGET_PCT) -> SoakReport:
+    """Run ``clients`` concurrent sessions for ``duration_s`` seconds or ``requests_per_client``
+    requests each. The first ``warmup`` share of the run is left out of latency figures and
+    ends with the "warm" memory reading; memory is read only when ``pid`` is given."""
+    if not is_loopback(url):
+        raise ValueError(f"refusing to load-test {url}: only loopback URLs are allowed")
+    if (duration_s is None) == (requests_per_client is None):
+        raise ValueError("give exactly one of duration_s and requests_per_client")
+    if not 1 <= clients <= MAX_CLIENTS:
+        raise ValueError(f"clients must be 1..{MAX_CLIENTS}")
+    if duration_s is not None and not 0 < duration_s <= MAX_DURATION_S:
+        raise ValueError(f"duration must be in (0, {MAX_DURATION_S}] seconds")
+    if requests_per_client is not None and not 1 <= requests_per_client <= MAX_REQUESTS_PER_CLIENT:
+        raise ValueError(f"requests per client must be 1..{MAX_REQUESTS_PER_CLIENT}")
+    from ciea.config import Settings
+
+    assets_dir = assets_dir or Settings().assets_dir
+    workload = discover(make_client(url), assets_dir, k, images)
+    sessions = [make_client(url) for _ in range(clients)]  # connection set-up is not measured
+
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    warm = threading.Event()
+    warm_per_client = math.ceil(warmup * requests_per_client) if requests_per_client else 0
+    warm_left = [clients]  # clients still in their warm-up requests
+    if requests_per_client and warm_per_client == 0:
+        warm.set()
+    start_gate = threading.Barrier(clients + 1)
+    t0 = [0.0]
+
+    def client_loop(index: int, client) -> None:
+        rng = random.Random(seed * 1000 + index)
+        start_gate.wait()
+        n = 0
+        while True:
+            now = time.perf_counter()
+            if duration_s is not None and now - t0[0] >= duration_s:
+                return
+            if requests_per_client is not None and n >= requests_per_client:
+                return
+            case = workload.draw(rng)
+            in_warmup = (n < warm_per_client) if requests_per_client else (now - t0[0] < warmup * duration_s)
+            began = time.perf_counter()
+            try:
+                error = judge(case, client.predict(*case.args, api_name=case.endpoint))
+            except Exception as exc:  # every failure is a finding, never a crashed client
+                error = judge_exception(case, exc)
+            latency = time.perf_counter() - began
+            n += 1
+            with lock:
+                samples.append(Sample(case.kind if not case.expect_error else "refusal", latency, error,
+                                      not in_warmup, time.perf_counter() - t0[0]))
+                if requests_per_client and n == warm_per_client:
+                    warm_left[0] -= 1
+                    if warm_left[0] == 0:
+                        warm.set()
+            if think_s:
+                time.sleep(think_s)
+
+    readings: list[tuple[float, float]] = []
+    rss_warm: list[float] = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.is_set():
+            elapsed = time.perf_counter() - t0[0]
+            if duration_s is not None and elapsed >= warmup * duration_s:
+                warm.set()
+            value = rss_mb(pid) if pid else None
+            if value is not None:
+                readings.append((elapsed, value))
+                if warm.is_set() and not rss_warm:
+                    rss_warm.append(value)
+            stop.wait(RSS_SAMPLE_EVERY_S)
+
+    rss_start = rss_mb(pid) if pid else None
+    threads = [threading.Thread(target=client_loop, args=(i, c), daemon=True) for i, c in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    t0[0] = time.perf_counter()
+    start_gate.wait()
+    watcher = threading.Thread(target=sampler, daemon=True)
+    watcher.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0[0]
+    stop.set()
+    watcher.join()
+    rss_end = rss_mb(pid) if pid else None
+
+    try:  # the server must still answer a normal query with a fresh session
+        corpus = min(workload.queries)
+        answer = make_client(url).predict(workload.queries[corpus][0], corpus, workload.retrievers[corpus], 3,
+                                          api_name="/search")
+        answers_after = judge(Case("text", "/search", ()), answer) is None
+    except Exception:
+        answers_after = False
+    if pid and not alive(pid):
+        answers_after = False
+
+    measured = [s.latency_s for s in samples if s.after_warmup and s.kind != "refusal"] or \
+        [s.latency_s for s in samples if s.kind != "refusal"]
+    errors = [s.error for s in samples if s.error]
+    kinds: dict[str, int] = {}
+    for message in errors:  # the same failure once, with its count
+        kinds[message[:160]] = kinds.get(message[:160], 0) + 1
+    first_error = min((s.done_at_s for s in samples if s.error), default=None)
+    warm_value = rss_warm[0] if rss_warm else None
+    growth = (rss_end - warm_value) / warm_value * 100 if rss_end and warm_value else None
+    by_kind: dict[str, int] = {}
+    for s in samples:
+        by_kind[s.kind] = by_kind.get(s.kind, 0) + 1
+    latency_by_kind = {}
+    for kind in by_kind:
+        values = [s.latency_s for s in samples if s.kind == kind and s.after_warmup] or \
+            [s.latency_s for s in samples if s.kind == kind]
+        latency_by_kind[kind] = {"n": len(values), "p50_s": _round(percentile(values, 50)),
+                                 "p95_s": _round(percentile(values, 95)), "max_s": _round(max(values))}
+    p95 = percentile(measured, 95)
+    targets = {"zero errors": not errors, "server answers after": answers_after,
+               f"p95 < {p95_target_s:g} s": p95 is not None and p95 < p95_target_s}
+    if growth is not None:
+        targets[f"memory growth < {growth_target_pct:g}%"] = growth < growth_target_pct
+    return SoakReport(
+        url=url, clients=clients, wall_s=wall, requests=len(samples), errors=len(errors), by_kind=by_kind,
+        refusals_expected=by_kind.get("refusal", 0),
+        error_samples=dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:ERROR_SAMPLES]),
+        first_error_at_s=first_error,
+        p50_s=percentile(measured, 50), p95_s=p95, max_s=max(measured) if measured else None,
+        latency_by_kind=latency_by_kind,
+        throughput_rps=len(samples) / wall if wall else 0.0, rss_start_mb=rss_start, rss_warm_mb=warm_value,
+        rss_end_mb=rss_end, rss_max_mb=max([v for _, v in readings] + [v for v in (rss_start, rss_end) if v],
+                                            default=None), growth_pct=growth,
+        server_answers_after=answers_after, image_queries=by_kind.get("image", 0), targets=targets,
+    )
+
+
+def main(argv: list[str] | None = None, launcher: Callable = launch_app) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--duration", type=float, help="seconds to run (default 180)")
+    amount.add_argument("--requests", type=int, help="requests per client instead of a duration")
+    parser.add_argument("--url", help="a running app on loopback (default: launch python app.py)")
+    parser.add_argument("--pid", type=int, help="the server's process id, for memory readings with --url")
+    parser.add_argument("--warmup", type=float, default=0.2, help="share of the run treated as warm-up")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between requests")
+    parser.add_argument("--no-images", action="store_true", help="text queries only")
+    parser.add_argument("--out", type=Path, help="also write the JSON summary here")
+    args = parser.parse_args(argv)
+    duration = args.duration if args.duration is not None or args.requests is not None else 180.0
+    kwargs = dict(clients=args.clients, duration_s=duration, requests_per_client=args.requests,
+                  warmup=args.warmup, k=args.k, seed=args.seed, think_s=args.think, images=not args.no_images)
+    if args.url:
+        if not is_loopback(args.url):
+            parser.error(f"only loopback URLs are allowed (got {args.url})")
+        report = run_soak(args.url, pid=args.pid, **kwargs)
+    else:
+        with launcher() as app:
+            report = run_soak(app.url, pid=app.pid, **kwargs)
+            report.server_exit_code = app.exit_code()
+            if report.server_exit_code is not None:
+                report.targets["server process alive"] = False
+    summary = json.dumps(report.to_json(), indent=2, ensure_ascii=False)
+    print(summary)
+    if args.out:
+        args.out.write_text(summary + "\n", encoding="utf-8")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
