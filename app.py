@@ -1,100 +1,156 @@
-"""CIEA Explorer: the Gradio app (layout and event wiring only; logic lives in ciea/)."""
+"""CIEA Explorer: the Gradio app. Assembly and event wiring only; each tab's layout and
+actions live in ciea/ui/, everything else in ciea/.
+
+Start-up is lazy on purpose: the page is built from files only (corpus lists, index
+manifests, saved reports), the server starts, and then a background thread loads the
+backbone and indexes. Events that need them wait for that load; nothing heavy runs before
+the first page renders. Every event has an explicit api_name; README.md lists them all.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import shutil
+import tempfile
+import threading
 
 import gradio as gr
 
-from ciea.config import DEFAULT_K, MAX_K, Settings
+from ciea.config import Settings
+from ciea.images import MAX_UPLOAD_BYTES
 from ciea.retrievers import REGISTRY
 from ciea.service import SearchService
-from ciea.ui.benchmark import HEADERS, benchmark_rows
-from ciea.ui.results import CSS, message_html, results_html
-from ciea.validation import InputError
+from ciea.ui.about import about_markdown, towers_markdown
+from ciea.ui.benchmark_tab import BenchmarkActions, build_benchmark_tab
+from ciea.ui.common import guarded, retriever_choices, towers_of
+from ciea.ui.detail import DetailActions, build_detail_view
+from ciea.ui.geometry_tab import GeometryActions, build_geometry_tab
+from ciea.ui.results import availability_html, message_html
+from ciea.ui.search_tab import EXAMPLES, SearchActions, build_search_tab
+from ciea.ui.style import CSS, THEME
+from ciea.ui.zerogpu import on_gpu
 
 log = logging.getLogger("ciea.app")
 DEFAULT_CORPUS = "stamps"
-EXAMPLES = [
-    ["an elephant", DEFAULT_CORPUS],
-    ["a red fire truck", DEFAULT_CORPUS],
-    ["something to eat for breakfast", DEFAULT_CORPUS],
-    ["a musical instrument with strings", DEFAULT_CORPUS],
-    ["a blue bicycle beside an elephant", "scenes"],
-]
-ABOUT = """
-**CIEA Explorer** compares retrievers over image+text documents side by side.
-Captions say only part of what an image shows; CIEA (Complementary Information Extraction
-and Alignment) keeps the part the caption misses. This first version serves the caption-only
-baseline and training-free dual encoders; CIEA itself and the trained baselines come next.
-
-Towers on this host (backbone `{backbone}`): {towers}.
-The bundled dual encoder is *not* CLIP: its image tower is an ImageNet classifier mapped into
-the text space with ConSE. Set `CIEA_BACKBONE=open_clip:ViT-B-32:laion2b_s34b_b79k` and rebuild
-the indexes to compare real CLIP towers. Stamps: Tux Paint stamp collection, GPL-2 (see assets/stamps).
-"""
+DEFAULT_QUERY = EXAMPLES[DEFAULT_CORPUS][0].text
+# Queue: at most this many requests wait; beyond it users are told the app is busy.
+QUEUE_SIZE = 64
+# Events run at most this many at once each: queries take ~0.1 s on 2 CPU cores once loaded.
+CONCURRENCY = 4
+# The exact-W2 recompute is cubic in its sample size (seconds to a minute): one at a time.
+W2_CONCURRENCY = 1
+# Image queries run the image tower (~0.3 s of both cores): their own group, so text queries
+# never wait behind a burst of uploads.
+IMAGE_CONCURRENCY = 2
+LOADING = "*Loading the retrievers (first start loads the towers and indexes, about 15 s on 2 cores)...*"
 
 
 def build_demo(service: SearchService) -> gr.Blocks:
+    """The whole app over ``service``; reads only files while building (no backbone)."""
     corpora = service.corpora()
     default_corpus = DEFAULT_CORPUS if DEFAULT_CORPUS in corpora else (corpora[0] if corpora else None)
-    ready = service.retrievers(default_corpus) if default_corpus else []
-    towers = {name: st.retriever.towers() for name, st in service.states(default_corpus).items()
-              if st.ready} if default_corpus else {}
-    backbone = service.backbone
+    indexed = {c: service.indexed_retrievers(c) for c in corpora}
+    names = indexed.get(default_corpus, [])
+    search = SearchActions(service)
+    detail = DetailActions(service)
+    geometry = GeometryActions(service)
+    bench = BenchmarkActions(service)
+    search_text = on_gpu(search.search)
 
-    def search(query: str, corpus: str, retrievers: list[str], k: float):
-        try:
-            response = service.search(query, corpus, retrievers or [], int(k))
-        except InputError as exc:
-            return message_html(str(exc)), {"error": str(exc)}
-        except Exception:  # never a stack trace in the UI
-            log.exception("search failed")
-            msg = "Something went wrong while searching; the error was logged. Try another query."
-            return message_html(msg), {"error": msg}
-        tower_labels = {n: service.retriever(corpus, n).retriever.towers() for n in response.results}
-        return results_html(response, tower_labels), response.to_json()
+    def refresh(corpus: str, geo_retriever: str | None):
+        """Availability of every retriever on ``corpus`` (waits for loading), for every tab."""
+        def run():
+            ready = service.retrievers(corpus)
+            unavailable = service.unavailable(corpus)
+            towers = towers_of(service, corpus, ready)
+            titles = {n: cls.title for n, cls in REGISTRY.items()}
+            splits = bench.splits(corpus)
+            about = about_markdown(towers_markdown(service.backbone.spec, towers, titles, unavailable))
+            return (gr.CheckboxGroup(choices=retriever_choices(ready), value=ready),
+                    availability_html(unavailable),
+                    gr.Dropdown(choices=retriever_choices(ready),
+                                value=geo_retriever if geo_retriever in ready else (ready[0] if ready else None)),
+                    gr.Dropdown(choices=splits, value=splits[0] if splits else None), about)
 
-    def retriever_choices(corpus_name: str) -> list[tuple[str, str]]:
-        return [(f"{REGISTRY[n].title} ({n})", n) for n in service.retrievers(corpus_name)]
+        return guarded(run, lambda msg: (gr.CheckboxGroup(), message_html(msg), gr.Dropdown(), gr.Dropdown(),
+                                         about_markdown(msg)), "refresh")
 
-    def on_corpus_change(corpus_name: str):
-        choices = retriever_choices(corpus_name)
-        return (gr.update(choices=choices, value=[v for _, v in choices]),
-                benchmark_rows(service.benchmarks(corpus_name)))
+    def page_load(query: str, corpus: str, geo_retriever: str | None, k: float):
+        """``refresh``, then the default query's results on the retrievers that can answer."""
+        updates = refresh(corpus, geo_retriever)
+        ready = guarded(lambda: service.retrievers(corpus), lambda msg: [], "page load")
+        return (*updates, *search_text(query, corpus, ready, k))
+
+    def current_query(results: dict | None) -> str:
+        """The text query behind the results on screen (empty for image queries)."""
+        results = results or {}
+        return str(results.get("query", "")) if results.get("mode", "text") == "text" else ""
 
     with gr.Blocks(title="CIEA Explorer") as demo:
-        gr.Markdown("# CIEA Explorer\nSearch image+text documents and compare retrievers side by side.")
-        unavailable = service.unavailable(default_corpus) if default_corpus else {}
-        if unavailable:
-            gr.Markdown("\n".join(f"- **{n}** unavailable: `{why}`" for n, why in unavailable.items()))
-        with gr.Row():
-            query = gr.Textbox(value=EXAMPLES[0][0], label="Query", placeholder="e.g. an elephant", scale=4,
-                               max_length=2000, autofocus=True)
-            button = gr.Button("Search", variant="primary", scale=1)
-        with gr.Row():
-            corpus = gr.Dropdown(corpora, value=default_corpus, label="Corpus", scale=1)
-            retrievers = gr.CheckboxGroup(retriever_choices(default_corpus) if default_corpus else [],
-                                          value=ready, label="Retrievers", scale=3)
-            k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Results per retriever (k)", scale=2)
-        results = gr.HTML(label="Results")
-        with gr.Accordion("Raw results (JSON, as the /search API returns them)", open=False):
-            raw = gr.JSON()
-        gr.Examples(EXAMPLES, inputs=[query, corpus])
-        with gr.Accordion("Benchmark (python -m ciea eval)", open=False):
-            gr.Markdown("MRR@10, nDCG@10 and Recall@k per retriever and query kind, measured offline; "
-                        "`scenes` queries name objects that only the image shows.")
-            table = gr.Dataframe(headers=HEADERS, value=benchmark_rows(service.benchmarks(default_corpus))
-                                 if default_corpus else [], interactive=False, wrap=True)
-        with gr.Accordion("About", open=False):
-            gr.Markdown(ABOUT.format(backbone=backbone.spec,
-                                     towers="; ".join(f"**{n}**: {t}" for n, t in towers.items())))
+        with gr.Row(elem_id="ciea-header", equal_height=True):
+            gr.Markdown("# CIEA Explorer\nCaptions say only part of what an image shows. Compare retrievers, "
+                        "inspect their embedding spaces, read the benchmark.", scale=4)
+            corpus = gr.Dropdown(corpora, value=default_corpus, label="Corpus", scale=1, min_width=200,
+                                 elem_id="ciea-corpus")
+        availability = gr.HTML()
+        with gr.Tabs():
+            with gr.Tab("Search", id="search"):
+                s = build_search_tab(corpus, indexed, default_corpus, search_text, DEFAULT_QUERY)
+            with gr.Tab("Geometry", id="geometry") as geo_tab:
+                g = build_geometry_tab(names)
+            with gr.Tab("Benchmark", id="benchmark") as bench_tab:
+                b = build_benchmark_tab(bench.splits(default_corpus) if default_corpus else [])
+            with gr.Tab("About", id="about") as about_tab:
+                about = gr.Markdown(about_markdown(LOADING))
+        d = build_detail_view()
 
-        inputs = [query, corpus, retrievers, k]
-        button.click(search, inputs, [results, raw], api_name="search", concurrency_limit=4)
-        query.submit(search, inputs, [results, raw], api_name=False, concurrency_limit=4)
-        demo.load(search, inputs, [results, raw], api_name=False)  # results on first sight
-        corpus.change(on_corpus_change, corpus, [retrievers, table], api_name=False)
+        # Page and corpus: which retrievers can answer (UI-only, so private); the page opens
+        # with the default query's results.
+        refreshed = [s.retrievers, availability, g.retriever, b.split, about]
+        demo.load(page_load, [s.query, corpus, g.retriever, s.k], refreshed + [s.results, s.raw],
+                  api_name="page_load", api_visibility="private", show_progress="minimal")
+        corpus.change(refresh, [corpus, g.retriever], refreshed, api_name="refresh", api_visibility="private",
+                      show_progress="minimal")
+        corpus.change(s.example_visibility, corpus, list(s.examples.values()), api_name="show_examples",
+                      api_visibility="private", show_progress="hidden", queue=False)
+
+        # Search tab.
+        gr.on([s.search.click, s.query.submit], search_text, [s.query, corpus, s.retrievers, s.k],
+              [s.results, s.raw], api_name="search")
+        s.image_search.click(on_gpu(search.search_by_image), [s.image, corpus, s.retrievers, s.k],
+                             [s.results, s.raw], api_name="search_by_image", concurrency_limit=IMAGE_CONCURRENCY,
+                             concurrency_id="image")
+        s.raw.change(current_query, s.raw, g.query, api_name="track_query", api_visibility="private",
+                     show_progress="hidden")
+
+        # Detail view: a click on any result card opens the sidebar, then /document fills it.
+        gr.on([s.results.click, b.results.click], detail.select, None,
+              [d.corpus, d.retriever, d.doc_id, d.query, d.sidebar], api_name="select_result",
+              api_visibility="private", show_progress="hidden", queue=False
+              ).then(on_gpu(detail.document), [d.corpus, d.retriever, d.doc_id, d.query],
+                     [d.info, d.image, d.plot], api_name="document")
+
+        gr.on([geo_tab.select, bench_tab.select, about_tab.select], detail.close, None, d.sidebar,
+              api_name="close_detail", api_visibility="private", show_progress="hidden", queue=False)
+
+        # Geometry tab.
+        gr.on([geo_tab.select, g.retriever.change, g.colour_by.change, g.query.submit, corpus.change],
+              on_gpu(geometry.view), [corpus, g.retriever, g.colour_by, g.query],
+              [g.scatter, g.table, g.chart, g.gap_shift, g.notice], api_name="geometry",
+              trigger_mode="always_last")
+        g.w2_button.click(geometry.recompute_w2, [corpus, g.retriever, g.w2_samples], g.w2_result,
+                          api_name="recompute_w2", concurrency_limit=W2_CONCURRENCY, concurrency_id="w2")
+
+        # Benchmark tab.
+        gr.on([bench_tab.select, b.split.change, b.metric.change, corpus.change], bench.table,
+              [corpus, b.split, b.metric], [b.table, b.chart], api_name="benchmark", trigger_mode="always_last")
+        gr.on([bench_tab.select, b.split.change, b.kind.change], bench.queries, [corpus, b.split, b.kind],
+              [b.kind, b.query], api_name="benchmark_queries", api_visibility="private",
+              trigger_mode="always_last")
+        gr.on([b.query.change, b.k.release], on_gpu(bench.drilldown), [corpus, b.split, b.query, b.k],
+              [b.results, b.raw], api_name="drilldown", trigger_mode="always_last")
     return demo
 
 
@@ -102,10 +158,18 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings()
     service = SearchService(settings)
+    if "GRADIO_EXAMPLES_CACHE" not in os.environ:
+        # Examples are cached lazily, per process: results never outlive the indexes they came from.
+        cache = tempfile.mkdtemp(prefix="ciea-examples-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        os.environ["GRADIO_EXAMPLES_CACHE"] = cache
     gr.set_static_paths([settings.assets_dir])
     demo = build_demo(service)
-    demo.queue(max_size=64, default_concurrency_limit=4)
-    demo.launch(css=CSS, allowed_paths=[str(settings.assets_dir)])
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.launch(theme=THEME, css=CSS, allowed_paths=[str(settings.assets_dir)], max_file_size=MAX_UPLOAD_BYTES,
+                prevent_thread_lock=True)
+    threading.Thread(target=service.warm_up, args=(DEFAULT_CORPUS,), name="warm-up", daemon=True).start()
+    demo.block_thread()
 
 
 if __name__ == "__main__":

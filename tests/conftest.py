@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from ciea.backbones import load_backbone
 from ciea.config import Settings
 from ciea.data.schema import Corpus, Document
+from ciea.geometry import PROJECTION_META, PROJECTION_TENSORS, REPORT_FILE
 
 RANDOM_CLIP = "open_clip:ViT-B-32:none"
 
@@ -88,3 +89,147 @@ def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# -- the launched app (shared by test_app.py, test_browser.py and any other test that needs it) ----
+
+APP_STARTUP_TIMEOUT_S = 180
+#: Retrievers of the stamps corpus that get synthetic geometry artefacts in the launched app.
+GEOMETRY_RETRIEVERS = ("text-dense", "dual-fused")
+#: Files of a real geometry build (left out on stamps in the launched app).
+GEOMETRY_FILES = (REPORT_FILE, PROJECTION_META, PROJECTION_TENSORS)
+#: The image cloud of the synthetic artefacts is the text cloud translated by a vector of this
+#: length, so its exact W2 to the text cloud is this length (closed form for a translation).
+GEOMETRY_SHIFT = 0.5
+#: A saved geometry report with hand-picked values (what the Geometry tab must show).
+GEOMETRY_REPORT = {
+    "corpus": "stamps", "n_documents": 949,
+    "centroid_gap": 0.8125,
+    "centroid_gap_ci": {"low": 0.8, "high": 0.825, "n_resamples": 200, "confidence": 0.95},
+    "wasserstein2": {"distance": 0.5, "n": 500, "converged": True, "seconds": 0.25,
+                     "ci": {"low": 0.49, "high": 0.51, "n_resamples": 30, "confidence": 0.95}},
+    "sliced_wasserstein": {"distance": 0.125, "n_projections": 256, "n": 949, "seconds": 0.1},
+    "cosine": {"matched_mean": 0.375, "random_mean": 0.0625, "within_image_mean": 0.25,
+               "within_text_mean": 0.1875, "histograms": {}},
+    "document_gap": 0.4375,
+    "gap_shift": [{"factor": 0.0, "metric": "mrr@10", "value": 0.5},
+                  {"factor": 0.5, "metric": "mrr@10", "value": 0.625},
+                  {"factor": 1.0, "metric": "mrr@10", "value": 0.75}],
+    "timings": {}, "settings": {"seed": 0},
+}
+
+
+def write_synthetic_geometry(folder: Path, vectors: np.ndarray, seed: int = 0) -> None:
+    """Geometry artefacts for an index folder: text and document clouds are the index's own
+    vectors, the image cloud is the text cloud translated by ``GEOMETRY_SHIFT``; coordinates
+    are the first two principal components (image cloud moved aside), the report is
+    ``GEOMETRY_REPORT``."""
+    import json
+
+    from ciea.geometry import Projection
+
+    rng = np.random.default_rng(seed)
+    shift = rng.normal(size=vectors.shape[1])
+    shift *= GEOMETRY_SHIFT / np.linalg.norm(shift)
+    centred = vectors - vectors.mean(axis=0)
+    xy = (centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T).astype(np.float32)
+    xy /= np.abs(xy).max()
+    coords = {"text": xy, "image": xy + np.float32([3.0, 0.0]), "document": xy * 0.5 + np.float32([0.0, 2.5])}
+    points = np.concatenate([vectors, vectors + shift, vectors]).astype(np.float32)
+    labels = [name for name, c in coords.items() for _ in range(len(c))]
+    Projection(coords=coords, points=points, labels=labels, seed=seed, params={"n_neighbors": 15}).save(folder)
+    (folder / REPORT_FILE).write_text(json.dumps(GEOMETRY_REPORT), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def app_indexes(tmp_path_factory) -> Path:
+    """The committed indexes (linked, never copied or changed) plus synthetic geometry
+    artefacts for ``GEOMETRY_RETRIEVERS`` on stamps, as an index folder for the launched app."""
+    import faiss
+
+    from ciea.config import PROJECT_ROOT
+    from ciea.index import INDEX_FILE
+
+    source = PROJECT_ROOT / "indexes"
+    root = tmp_path_factory.mktemp("app-indexes")
+    for corpus_dir in source.iterdir():
+        if not corpus_dir.is_dir() or corpus_dir.name not in ("stamps", "scenes"):
+            (root / corpus_dir.name).symlink_to(corpus_dir)
+            continue
+        for entry in corpus_dir.iterdir():
+            target = root / corpus_dir.name / entry.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if corpus_dir.name == "stamps" and entry.is_dir():
+                # only the synthetic geometry is shown on stamps: the real artefacts are left out
+                target.mkdir()
+                for f in entry.iterdir():
+                    if f.name not in GEOMETRY_FILES:
+                        (target / f.name).symlink_to(f)
+                if entry.name in GEOMETRY_RETRIEVERS:
+                    index = faiss.read_index(str(entry / INDEX_FILE))
+                    write_synthetic_geometry(target, index.reconstruct_n(0, index.ntotal))
+            else:
+                target.symlink_to(entry)
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_checkpoints(tmp_path_factory, app_indexes) -> Path:
+    """The trained checkpoints the committed indexes were built with, and no others, so the
+    launched app's retrievers match its indexes even while someone retrains a head."""
+    import json
+
+    from ciea.checkpoints import sha256_of
+
+    wanted = {json.loads(m.read_text())["checkpoint_sha256"] for m in app_indexes.glob("*/*/manifest.json")}
+    root = tmp_path_factory.mktemp("app-checkpoints")
+    for weights in Settings().checkpoints_dir.glob("*/*.safetensors"):
+        if sha256_of(weights) in wanted:
+            (root / weights.parent.name).mkdir(exist_ok=True)
+            for f in (weights, weights.with_suffix(".json")):
+                if f.exists():
+                    (root / weights.parent.name / f.name).symlink_to(f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, app_indexes, app_checkpoints):
+    """``python app.py`` launched once per session, as a newcomer runs it, on ``app_indexes``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    work = tmp_path_factory.mktemp("app")
+    log = work / "app.log"
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", CIEA_INDEX_DIR=str(app_indexes),
+               CIEA_CHECKPOINT_DIR=str(app_checkpoints),
+               GRADIO_EXAMPLES_CACHE=str(work / "examples"))
+    root = Path(__file__).resolve().parent.parent
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + APP_STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app exited early:\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"app did not start in {APP_STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

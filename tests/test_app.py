@@ -1,60 +1,235 @@
-"""The app as users and API clients meet it: launched as `python app.py`, called with gradio_client."""
+"""The app as users and API clients meet it.
+
+Three layers: the pure UI pieces (HTML, overlay, figures) with hand-computed expectations;
+the service methods the UI needs, on the tiny corpus; and every endpoint of ``python app.py``
+(launched once per session by conftest's ``app_url``) called with gradio_client.
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import json
 import re
-import socket
-import subprocess
-import sys
-import time
+import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import GEOMETRY_REPORT, GEOMETRY_SHIFT, write_synthetic_geometry
+from PIL import Image
 
-from ciea.service import ResultRow, SearchResponse
+from ciea.data.schema import split_query_files, write_jsonl
+from ciea.images import ImageInputError
+from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
+from ciea.ui.geometry_tab import expected_seconds
+from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay
+from ciea.ui.plots import statistics_rows, umap_figure
 from ciea.ui.results import results_html
+from ciea.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_S = 180
+ELEPHANT = "animals/mammals/elephant.png"
+ELEPHANT_THUMB = ROOT / "assets" / "stamps" / "thumbs" / "animals" / "mammals" / "elephant.png.webp"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- pure UI pieces ------------------------------------------------------------------------------
 
+def test_captions_and_ids_are_escaped_in_result_cards():
+    evil = '<img src=x onerror=alert(1)>'
+    row = ResultRow(1, evil, 0.5, evil, None, "x")
+    html = results_html(SearchResponse("q", "c", 1, {"text-dense": [row]}, [evil]), {"text-dense": evil})
+    assert "<img src=x" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") >= 3
+
+
+def test_relevant_cards_are_marked_for_eyes_and_screen_readers():
+    rows = [ResultRow(1, "a.png", 0.9, "An apple.", None, "food", relevant=True),
+            ResultRow(2, "b.png", 0.8, "A bus.", None, "vehicles")]
+    html = results_html(SearchResponse("an apple", "c", 2, {"text-dense": rows}, judged=True), {})
+    cards = re.findall(r'<div class="ciea-card"[^>]*>', html)
+    assert len(cards) == 2
+    assert 'data-relevant="true"' in cards[0] and "(judged relevant)" in cards[0]
+    assert "data-relevant" not in cards[1] and "judged relevant" not in cards[1]
+    assert html.count("&#10003;") == 1 and "(1 shown)" in html
+    unjudged = results_html(SearchResponse("q", "c", 2, {"text-dense": rows[1:]}), {})
+    assert "No relevance judgements" in unjudged
+
+
+def test_results_are_aligned_by_rank_with_empty_cells_for_short_columns():
+    long = [ResultRow(i, f"d{i}", 1 - i / 10, f"doc {i}", None, "") for i in (1, 2, 3)]
+    html = results_html(SearchResponse("q", "c", 3, {"a": long, "b": long[:1]}), {})
+    rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
+    assert [re.search(r'class="rank">(\d+)<', r).group(1) for r in rows] == ["1", "2", "3"]
+    assert [r.count('class="ciea-card"') for r in rows] == [2, 1, 1]
+
+
+def test_unavailable_retrievers_become_one_collapsed_note():
+    response = SearchResponse("q", "c", 1, {}, ["dual-gcl is unavailable: no checkpoint", "other"],
+                              skipped={"dual-gcl": "no checkpoint"})
+    html = results_html(response, {})
+    assert "<details" in html and "dual-gcl" in html and html.count("no checkpoint") == 1
+    assert '<div class="ciea-notice" role="status">other</div>' in html
+
+
+def test_patch_overlay_tints_each_patch_by_its_weight():
+    white = Image.new("RGB", (40, 40), (255, 255, 255))
+    out = np.asarray(patch_overlay(white, np.array([[1.0, 0.0], [0.0, 0.5]]), size=4), dtype=int)
+    full = [round(255 * (1 - MAX_ALPHA) + c * MAX_ALPHA) for c in TINT]
+    half = [round(255 * (1 - MAX_ALPHA / 2) + c * MAX_ALPHA / 2) for c in TINT]
+    assert out[:2, :2].reshape(-1, 3).tolist() == [full] * 4
+    assert out[2:, 2:].reshape(-1, 3).tolist() == [half] * 4
+    assert out[:2, 2:].reshape(-1, 3).tolist() == [[255, 255, 255]] * 4
+
+
+def test_patch_overlay_uses_the_towers_square_padding():
+    black_strip = Image.new("RGB", (4, 2), (0, 0, 0))  # padded to 4x4: a white row above and below
+    out = np.asarray(patch_overlay(black_strip, np.zeros((2, 2)), size=4))
+    assert out[[0, 3]].max() == 255 and out[[0, 3]].min() == 255 and out[1:3].max() == 0
+    with pytest.raises(ValueError, match="square grid"):
+        patch_overlay(black_strip, np.zeros((2, 3)))
+
+
+def test_geometry_statistics_come_from_the_report_with_their_intervals():
+    rows = {r[0]: r[1:] for r in statistics_rows(GEOMETRY_REPORT)}
+    assert rows["centroid gap"][:3] == [0.8125, 0.8, 0.825]
+    assert rows["Wasserstein-2, exact"][:3] == [0.5, 0.49, 0.51] and "n = 500" in rows["Wasserstein-2, exact"][3]
+    assert rows["Wasserstein-2, sliced"][:3] == [0.125, "", ""]
+    assert rows["cosine, matched image-caption pairs"][0] == 0.375
+    assert statistics_rows({"centroid_gap": 0.25}) == [["centroid gap", 0.25, "", "", ""]]
+
+
+def test_w2_progress_expects_cubic_cost():
+    assert expected_seconds({"n": 500, "seconds": 0.25}, 1000) == pytest.approx(2.0)
+    assert expected_seconds({}, 1000) is None
+
+
+def test_umap_figure_marks_the_query_and_the_document():
+    coords = {"text": np.zeros((3, 2)), "image": np.ones((3, 2)), "document": np.full((3, 2), 2.0)}
+    fig = umap_figure(coords, ["a", "b", "c"], ["1", "2", "3"], ["x/y", "x", "z"], "category",
+                      query_xy=np.array([5.0, 6.0]), query_label="q", highlight=1)
+    names = [t.name for t in fig.data]
+    assert names.count("x") == 3 and names.count("z") == 3  # one trace per top category and cloud
+    query = next(t for t in fig.data if t.name == "query")
+    assert (query.x[0], query.y[0]) == (5.0, 6.0)
+    doc = next(t for t in fig.data if t.name == "this document")
+    assert list(doc.x) == [0.0, 1.0, 2.0]  # row 1 of each cloud
+
+
+def test_query_normalisation_ignores_case_spacing_and_final_punctuation():
+    assert normalise_query("  A   Frog. ") == normalise_query("a frog") == "a frog"
+
+
+# -- service methods for the UI (tiny corpus) ----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app exited early:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app did not start in {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def judged_settings(tiny_built, tmp_path_factory):
+    """The tiny corpus with two shipped query sets: the same text judged in both splits."""
+    assets = tmp_path_factory.mktemp("judged") / "assets"
+    shutil.copytree(tiny_built.assets_dir, assets, symlinks=True)
+    root = assets / "tiny"
+    for split, rows, qrels in [
+        ("test", [{"qid": "t1", "text": "A round red toy", "kind": "complementary"}],
+         {"t1": {"shapes/red-circle.png": 1}}),
+        ("dev", [{"qid": "d1", "text": "a round red toy.", "kind": "complementary"}],
+         {"d1": {"food/orange.png": 1, "animals/frog.png": 0}}),
+    ]:
+        queries_path, qrels_path = split_query_files(root, split)
+        write_jsonl(queries_path, rows)
+        qrels_path.write_text(json.dumps(qrels), encoding="utf-8")
+    return dataclasses.replace(tiny_built, assets_dir=assets)
 
+
+def test_relevance_marks_union_the_splits_and_drilldown_uses_one_query(judged_settings):
+    service = SearchService(judged_settings)
+    assert service.query_splits("tiny") == ["dev", "test"]
+    assert service.relevant("tiny", "a round red toy") == {"shapes/red-circle.png", "food/orange.png"}
+    response = service.search("A ROUND red toy", "tiny", ["text-dense"], 6)
+    assert response.judged
+    assert {r.doc_id for r in response.results["text-dense"] if r.relevant} == {"shapes/red-circle.png",
+                                                                                   "food/orange.png"}
+    query, drilled = service.search_judged("tiny", "test", "t1", ["text-dense"], 6)
+    assert query.kind == "complementary"
+    assert {r.doc_id for r in drilled.results["text-dense"] if r.relevant} == {"shapes/red-circle.png"}
+    unjudged = service.search("a blue box", "tiny", ["text-dense"], 6)
+    assert not unjudged.judged and not any(r.relevant for r in unjudged.results["text-dense"])
+    with pytest.raises(InputError, match="No query"):
+        service.search_judged("tiny", "test", "nope")
+
+
+def test_without_shipped_queries_each_caption_finds_its_own_document(tiny_built):
+    service = SearchService(tiny_built)
+    assert service.query_splits("tiny") == ["captions"]
+    assert service.relevant("tiny", "a frog") == {"animals/frog.png"}
+    rows = service.search("A frog.", "tiny", ["text-dense"], 3).results["text-dense"]
+    assert rows[0].doc_id == "animals/frog.png" and rows[0].relevant
+
+
+def test_image_queries_use_image_towers_and_skip_caption_only_retrievers(tiny_built, tmp_path):
+    from conftest import draw_shape
+
+    path = tmp_path / "query.png"
+    draw_shape("circle", (220, 30, 30)).save(path)
+    service = SearchService(tiny_built)
+    response = service.search_by_image(str(path), "tiny", ["text-dense", "dual-fused"], 3)
+    assert response.mode == "image" and response.query == "query.png"
+    assert list(response.results) == ["dual-fused"] and len(response.results["dual-fused"]) == 3
+    assert any(n.startswith("text-dense takes text queries only") for n in response.notices)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ImageInputError):
+        service.search_by_image(str(tmp_path / "broken.png"), "tiny", ["dual-fused"], 3)
+    with pytest.raises(InputError, match="Upload an image"):
+        service.search_by_image(None, "tiny", ["dual-fused"], 3)
+
+
+def test_document_view_and_patch_weights(tiny_built, monkeypatch):
+    service = SearchService(tiny_built)
+    view = service.document("tiny", "food/orange.png")
+    assert (view.position, view.text) == (3, "An orange fruit.") and view.image.is_file()
+    assert service.patch_weights("tiny", "dual-fused", "food/orange.png") is None  # no such method
+    seen = []
+
+    def weights(images, captions):
+        seen.append((images[0].size, captions))
+        return np.array([[[1.5, 0.25], [-1.0, 0.5]]])
+
+    monkeypatch.setattr(service.retriever("tiny", "dual-split").retriever, "patch_weights", weights, raising=False)
+    got = service.patch_weights("tiny", "dual-split", "food/orange.png")
+    assert got.tolist() == [[1.0, 0.25], [0.0, 0.5]]  # clipped to [0, 1]
+    assert seen == [((96, 96), ["An orange fruit."])]
+    with pytest.raises(InputError, match="No document"):
+        service.document("tiny", "nope.png")
+
+
+def test_geometry_artefacts_missing_then_present(tiny_built, tmp_path):
+    service = SearchService(tiny_built)
+    missing = service.geometry("tiny", "text-dense")
+    assert missing.report is None and missing.projection is None
+    assert "python -m ciea geometry --corpus tiny --retriever text-dense" in missing.errors[0]
+
+    indexes = tmp_path / "indexes"
+    shutil.copytree(tiny_built.indexes_dir, indexes)
+    folder = indexes / "tiny" / "text-dense"
+    vectors = service.backbone.encode_text([d.text for d in service.corpus("tiny")])
+    write_synthetic_geometry(folder, vectors)
+    service = SearchService(dataclasses.replace(tiny_built, indexes_dir=indexes))
+    present = service.geometry("tiny", "text-dense")
+    assert present.errors == [] and present.report["centroid_gap"] == GEOMETRY_REPORT["centroid_gap"]
+    # A query equal to a caption duplicates that caption's vector (in the text and document clouds),
+    # and UMAP's duplicate rule places a duplicate exactly on the point it duplicates.
+    point = service.query_point("tiny", "text-dense", "A frog.")
+    frog = service.document("tiny", "animals/frog.png").position
+    coords = present.projection.coords
+    assert any(np.allclose(point, coords[cloud][frog]) for cloud in ("text", "document"))
+    # The image cloud is the text cloud translated by GEOMETRY_SHIFT: W2 is exactly that length.
+    result = service.recompute_w2("tiny", "text-dense", 10)
+    assert result.n == 6 and result.distance == pytest.approx(GEOMETRY_SHIFT, abs=5e-3)
+    for bad in (5, 100_000, "many"):
+        with pytest.raises(InputError, match="sample size"):
+            service.recompute_w2("tiny", "text-dense", bad)
+
+
+# -- the launched app ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def client(app_url):
@@ -63,12 +238,19 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
+def plot_data(plot: dict) -> list[dict]:
+    """The traces of a gr.Plot output as gradio_client returns it."""
+    assert plot["type"] == "plotly"
+    return json.loads(plot["plot"])["data"]
+
+
 def test_search_endpoint_returns_results_side_by_side(client, app_url):
     html, data = client.predict("an elephant", "stamps", ["text-dense", "dual-fused"], 5, api_name="/search")
     assert list(data["results"]) == ["text-dense", "dual-fused"]
     assert all(len(rows) == 5 for rows in data["results"].values())
-    assert data["results"]["text-dense"][0]["doc_id"] == "animals/mammals/elephant.png"
-    assert html.count('class="ciea-card"') == 10
+    top = data["results"]["text-dense"][0]
+    assert top["doc_id"] == ELEPHANT and top["relevant"] and data["judged"]
+    assert html.count('class="ciea-card"') == 10 and html.count('data-relevant="true"') >= 1
     thumb = re.search(r'src="(/gradio_api/file=[^"]+)"', html).group(1)
     with urllib.request.urlopen(app_url.rstrip("/") + thumb, timeout=10) as resp:
         assert resp.status == 200 and resp.read(4) == b"RIFF"  # WebP
@@ -83,10 +265,28 @@ def test_bad_input_gets_a_message_and_the_server_keeps_answering(client):
     assert len(data["results"]["text-dense"]) == 3
 
 
+def parse_tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    """Every start tag of ``html`` with its (entity-decoded) attributes, as a browser reads them."""
+    from html.parser import HTMLParser
+
+    tags = []
+
+    class Collector(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, dict(attrs)))
+
+    Collector().feed(html)
+    return tags
+
+
 def test_query_markup_is_not_rendered(client):
-    html, data = client.predict("<img src=x onerror=alert(1)>", "stamps", ["text-dense"], 3, api_name="/search")
-    assert "onerror=alert" not in html.replace("&lt;", "")  # nothing of the query becomes markup
-    assert data["query"] == "<img src=x onerror=alert(1)>"
+    evil = "<img src=x onerror=alert(1)>"
+    html, data = client.predict(evil, "stamps", ["text-dense"], 3, api_name="/search")
+    tags = parse_tags(html)
+    assert not any("onerror" in attrs for _, attrs in tags)  # nothing of the query becomes markup
+    assert not any(tag == "img" and attrs.get("src") == "x" for tag, attrs in tags)
+    assert [a["data-query"] for t, a in tags if t == "table"] == [evil]  # kept as text, for the detail view
+    assert data["query"] == evil
 
 
 def test_only_assets_are_served(client, app_url):
@@ -96,18 +296,86 @@ def test_only_assets_are_served(client, app_url):
         assert info.value.code in (403, 404)
 
 
-def test_captions_and_ids_are_escaped_in_result_cards(tmp_path):
-    evil = '<img src=x onerror=alert(1)>'
-    row = ResultRow(1, evil, 0.5, evil, None, "x")
-    html = results_html(SearchResponse("q", "c", 1, {"text-dense": [row]}, [evil]), {"text-dense": evil})
-    assert "<img src=x" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") >= 3
-
-
 def test_scenes_results_render_their_images_on_demand(client, app_url):
     html, data = client.predict("a blue bicycle beside an elephant", "scenes", ["text-dense", "dual-fused"], 3,
                                 api_name="/search")
     assert all(len(rows) == 3 for rows in data["results"].values())
     assert all(r["doc_id"].startswith("scene-") for r in data["results"]["dual-fused"])
+    assert data["judged"]  # a shipped test query: its relevant scene is known
     thumb = re.search(r'src="(/gradio_api/file=[^"]+)"', html).group(1)
     with urllib.request.urlopen(app_url.rstrip("/") + thumb, timeout=10) as resp:
         assert resp.status == 200 and resp.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_search_by_image_endpoint(client, tmp_path):
+    from gradio_client import handle_file
+
+    html, data = client.predict(handle_file(str(ELEPHANT_THUMB)), "stamps", ["text-dense", "dual-fused"], 5,
+                                api_name="/search_by_image")
+    assert data["mode"] == "image" and list(data["results"]) == ["dual-fused"]
+    assert ELEPHANT in [r["doc_id"] for r in data["results"]["dual-fused"]]  # the image finds itself
+    assert any("text queries only" in n for n in data["notices"]) and html.count('class="ciea-card"') == 5
+    bogus = tmp_path / "bogus.png"
+    bogus.write_bytes(b"this is not an image")
+    html, data = client.predict(handle_file(str(bogus)), "stamps", ["dual-fused"], 5, api_name="/search_by_image")
+    assert "error" in data and "ciea-notice" in html
+
+
+def test_document_endpoint_shows_the_image_relevance_and_map(client):
+    info, image, plot = client.predict("stamps", "text-dense", ELEPHANT, "an elephant", api_name="/document")
+    assert "An elephant." in info and "<b>relevant</b>" in info and "only CIEA" in info
+    assert Path(image).is_file()
+    traces = {t["name"] for t in plot_data(plot)}
+    assert {"text", "image", "document", "this document", "query"} <= traces
+    info, _, _ = client.predict("stamps", "text-dense", "no/such.png", "", api_name="/document")
+    assert "No document" in info
+
+
+def test_geometry_endpoint_shows_the_saved_report(client):
+    scatter, table, chart, gap, notes = client.predict("stamps", "text-dense", "category", "an elephant",
+                                                       api_name="/geometry")
+    rows = {r[0]: r[1:] for r in table["data"]}
+    assert rows["centroid gap"][:3] == [0.8125, 0.8, 0.825]
+    assert rows["Wasserstein-2, exact"][0] == 0.5 and notes == ""
+    traces = plot_data(scatter)
+    assert all(t["type"] == "scattergl" for t in traces if t["name"] != "query")
+    assert any(t["name"] == "animals" for t in traces) and any(t["name"] == "query" for t in traces)
+    assert {t["name"] for t in plot_data(chart)} == {"text-dense", "dual-fused"}  # both have reports
+    assert [p["y"] for p in plot_data(gap)] == [[0.5, 0.625, 0.75]]
+    _, table, _, _, notes = client.predict("scenes", "text-dense", "modality", "", api_name="/geometry")
+    assert table["data"] in ([], [[""] * 5], [["", "", "", "", ""]]) or not table["data"][0][0]
+    assert "python -m ciea geometry --corpus scenes --retriever text-dense" in notes
+
+
+def test_recompute_w2_endpoint_matches_the_closed_form(client):
+    text = client.predict("stamps", "text-dense", 200, api_name="/recompute_w2")
+    value = float(re.search(r"W2 = ([0-9.]+)", text).group(1))
+    assert value == pytest.approx(GEOMETRY_SHIFT, abs=5e-3) and "200 image" in text
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="minimum"):  # the slider's bounds hold for API calls too
+        client.predict("stamps", "text-dense", 5, api_name="/recompute_w2")
+
+
+def test_benchmark_and_drilldown_endpoints(client):
+    table, chart = client.predict("scenes", "test", "mrr@10", api_name="/benchmark")
+    report = json.loads((ROOT / "indexes" / "scenes" / "eval_test.json").read_text())
+    expected = report["metrics"]["text-dense"]["complementary"]["mrr@10"]
+    row = next(r for r in table["data"] if r[1] == "text-dense · complementary")
+    assert row[table["headers"].index("mrr@10")] == expected
+    assert {t["name"] for t in plot_data(chart)} >= {"all", "caption", "complementary", "image-only"}
+    _html, data = client.predict("scenes", "test", "test-comp-00001", 10, api_name="/drilldown")
+    qrels = json.loads((ROOT / "assets" / "scenes" / "qrels_test.json").read_text())["test-comp-00001"]
+    assert data["qid"] == "test-comp-00001" and data["judged"]
+    for rows in data["results"].values():
+        assert all(r["relevant"] == (r["doc_id"] in qrels) for r in rows)
+    _, data = client.predict("scenes", "test", "no-such-query", 10, api_name="/drilldown")
+    assert "No query" in data["error"]
+
+
+def test_every_api_name_is_documented_in_the_readme(app_url):
+    config = json.loads(urllib.request.urlopen(app_url.rstrip("/") + "/config", timeout=10).read())
+    names = {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
+    assert {"search", "search_by_image", "document", "geometry", "recompute_w2", "benchmark", "drilldown"} <= names
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not [n for n in sorted(names) if f"`/{n}`" not in readme]

@@ -1,0 +1,74 @@
+"""The About tab: what CIEA does, which towers each retriever uses, how to switch to CLIP,
+and where the data comes from. Text only; tower names come from the loaded retrievers."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+from ciea.config import BACKBONE_ENV, INDEXES_ENV
+
+METHOD = """
+### What CIEA does
+
+A caption says only part of what an image shows. Retrievers that align each image with its caption
+keep the part both share and drop the rest, so a query that names something visible only in the
+picture ("a bicycle *beside an elephant*") misses. **CIEA** (Complementary Information Extraction and
+Alignment; Zeng et al., ACL 2025) keeps the rest: it weighs each image patch by how little the
+caption covers it (the heat map in a CIEA result's detail view), lets those patches dominate one
+attention layer, and encodes the weighted patches together with the caption in one language model.
+Training adds a second loss that matches queries, with the caption's words removed, against the
+image side alone.
+
+The **scenes** corpus is built to measure exactly this: each scene's caption names one object, the
+picture shows two or three, and its *complementary* test queries name an object only the picture shows.
+"""
+
+SWITCH = f"""
+### Switching to a real CLIP backbone
+
+The embedded default runs offline on towers that ship inside pip wheels. On a host with network
+access, select open_clip towers with one spec string and rebuild the indexes:
+
+```bash
+export {BACKBONE_ENV}=open_clip:ViT-B-32:laion2b_s34b_b79k
+export {INDEXES_ENV}=indexes-clip      # keep the committed offline indexes
+python -m ciea build --corpus stamps
+python app.py
+```
+
+Every index records the backbone it was built with; an index built with other towers is refused
+with the exact rebuild command, so the app never mixes spaces.
+"""
+
+LICENCES = """
+### Data and licences
+
+- **stamps**: the Tux Paint stamp collection (Debian package `tuxpaint-stamps-default`),
+  Copyright 2002-2022 Bill Kendrick and contributors, GPL-2 or later; thumbnails and captions are
+  shipped in `assets/stamps` with `COPYING` and `ATTRIBUTION.md`.
+- **scenes**: generated from the stamps (same licence), deterministic from seed 0.
+- all-MiniLM-L6-v2: Apache-2.0. EfficientNet-Lite0 ImageNet weights: Apache-2.0. Code: GPL-2.0.
+"""
+
+
+def towers_markdown(backbone: str, towers: Mapping[str, str], titles: Mapping[str, str],
+                    unavailable: Mapping[str, str]) -> str:
+    """A table of which towers each retriever uses on this host, plus the unavailable ones."""
+    lines = [f"### Retrievers on this host (backbone `{html.escape(backbone)}`)", "",
+             "| retriever | what it is | towers |", "|---|---|---|"]
+    lines += [f"| `{html.escape(n)}` | {html.escape(titles.get(n, n))} | {html.escape(t)} |"
+              for n, t in towers.items()]
+    if unavailable:
+        lines += ["", "Not available on this host (their index is missing or was built differently):", ""]
+        lines += [f"- `{html.escape(n)}`: {html.escape(why)}" for n, why in unavailable.items()]
+    if backbone == "bundled":
+        lines += ["", ("The bundled dual encoder is **not CLIP**: its image tower is an ImageNet classifier "
+                       "(EfficientNet-Lite0) placed into the text tower's space with ConSE, the probability-weighted "
+                       "mean of the text embeddings of its top ImageNet class names.")]
+    return "\n".join(lines)
+
+
+def about_markdown(towers: str) -> str:
+    """The whole About tab; ``towers`` is ``towers_markdown(...)`` or a loading note."""
+    return f"{METHOD}\n{towers}\n{SWITCH}\n{LICENCES}"

@@ -1,0 +1,114 @@
+"""The Benchmark tab: the saved evaluation (``python -m ciea eval``) as a table and a chart,
+and a per-query drill-down showing each retriever's top results with the relevant ones marked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ciea.config import DEFAULT_K, MAX_K
+from ciea.evaluate import METRICS
+from ciea.service import SearchService
+from ciea.ui.benchmark import HEADERS, benchmark_rows
+from ciea.ui.common import guarded, towers_of
+from ciea.ui.plots import benchmark_figure, notice_figure
+from ciea.ui.results import CARD_CLICK_JS, message_html, results_html
+
+ALL_KINDS = "all"
+DEFAULT_METRIC = "mrr@10"
+
+
+@dataclass
+class BenchmarkTab:
+    split: gr.Dropdown
+    metric: gr.Dropdown
+    table: gr.Dataframe
+    chart: gr.Plot
+    kind: gr.Dropdown
+    query: gr.Dropdown
+    k: gr.Slider
+    results: gr.HTML
+    raw: gr.JSON
+
+
+def build_benchmark_tab(splits: list[str]) -> BenchmarkTab:
+    """The Benchmark tab's components (call inside ``gr.Tab``); filled when the tab opens."""
+    gr.Markdown("MRR@10, nDCG@10 and Recall@k per retriever and query kind, measured offline with "
+                "`python -m ciea eval`. On **scenes**, *complementary* and *image-only* queries name objects "
+                "that only the image shows; *caption* queries are answerable from the caption alone.")
+    with gr.Row():
+        # Choices differ per corpus; the actions check values, so API calls may name any split.
+        split = gr.Dropdown(splits, value=splits[0] if splits else None, label="Query set (split)", scale=1,
+                            allow_custom_value=True)
+        metric = gr.Dropdown(list(METRICS), value=DEFAULT_METRIC, label="Metric in the chart", scale=1)
+    with gr.Row():
+        table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, scale=3, min_width=520,
+                             label="Evaluation")
+        chart = gr.Plot(scale=2, min_width=420, label="Chart")
+    gr.Markdown("### Drill down: one query, every retriever")
+    with gr.Row():
+        kind = gr.Dropdown([ALL_KINDS], value=ALL_KINDS, label="Query kind", scale=1)
+        query = gr.Dropdown([], label="Query (type to filter)", scale=4, filterable=True, allow_custom_value=True)
+        k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="k", scale=1)
+    results = gr.HTML(js_on_load=CARD_CLICK_JS, elem_id="ciea-drilldown", min_height=80, label="Drill-down results")
+    with gr.Accordion("Raw drill-down results (JSON)", open=False):
+        raw = gr.JSON(label="Drill-down JSON")
+    return BenchmarkTab(split, metric, table, chart, kind, query, k, results, raw)
+
+
+class BenchmarkActions:
+    def __init__(self, service: SearchService) -> None:
+        self.service = service
+
+    def splits(self, corpus: str) -> list[str]:
+        """Query sets with a saved evaluation first, then the other judged ones."""
+        evaluated = list(self.service.benchmarks(corpus))
+        return evaluated + [s for s in self.service.query_splits(corpus) if s not in evaluated]
+
+    def table(self, corpus: str, split: str, metric: str) -> tuple[list[list], go.Figure]:
+        """(table rows, chart) of the saved evaluation of one query set."""
+        def failed(msg: str):
+            return [], notice_figure(msg)
+
+        def run():
+            report = self.service.benchmarks(corpus).get(split)
+            if report is None:
+                msg = f"No saved evaluation for {split!r} on {corpus}: run python -m ciea eval --corpus {corpus} --split {split}"
+                return [], notice_figure(msg)
+            return benchmark_rows({split: report}), benchmark_figure(report, metric or DEFAULT_METRIC)
+
+        return guarded(run, failed, "benchmark table")
+
+    def queries(self, corpus: str, split: str, kind: str) -> tuple[gr.Dropdown, gr.Dropdown]:
+        """Kind choices and the (filtered) query choices of one query set."""
+        def failed(msg: str):
+            return gr.Dropdown(choices=[ALL_KINDS], value=ALL_KINDS), gr.Dropdown(choices=[], value=None, info=msg)
+
+        def run():
+            queries, qrels = self.service.query_set(corpus, split)
+            judged = [q for q in queries if q.qid in qrels]
+            kinds = [ALL_KINDS] + sorted({q.kind for q in judged if q.kind})
+            chosen = kind if kind in kinds else ALL_KINDS
+            shown = [q for q in judged if chosen == ALL_KINDS or q.kind == chosen]
+            choices = [(" · ".join(filter(None, (q.text, q.kind, q.qid))), q.qid) for q in shown]
+            return (gr.Dropdown(choices=kinds, value=chosen),
+                    gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, info=None))
+
+        return guarded(run, failed, "benchmark queries")
+
+    def drilldown(self, corpus: str, split: str, qid: str, k: float) -> tuple[str, dict]:
+        """Each retriever's top-k for one judged query, relevant documents marked: (table, JSON)."""
+        def failed(msg: str):
+            return message_html(msg), {"error": msg}
+
+        def run():
+            if not qid:
+                return failed("Pick a query.")
+            _, response = self.service.search_judged(corpus, split, qid, None, int(k))
+            towers = towers_of(self.service, corpus, list(response.results))
+            return results_html(response, towers), response.to_json() | {"qid": qid, "split": split}
+
+        return guarded(run, failed, "drill-down")

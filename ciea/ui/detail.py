@@ -1,0 +1,129 @@
+"""The detail view of one result: full image, caption, CIEA's complementary-patch heat map,
+and where the document and the query sit in that retriever's UMAP.
+
+It lives in a right-hand sidebar that any results table opens: a click on a card fires the
+table's click event (``CARD_CLICK_JS``), ``DetailActions.select`` copies the card's document,
+retriever and query into hidden fields, and ``/document`` fills the view from them.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+from PIL import Image
+
+from ciea.service import SearchService
+from ciea.ui.common import guarded
+from ciea.ui.heatmap import MAX_ALPHA, patch_overlay
+from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
+from ciea.ui.results import retriever_title
+
+log = logging.getLogger("ciea.app")
+#: Wide enough for the image and its map, narrow enough to leave the results readable.
+SIDEBAR_WIDTH = "min(560px, 40vw)"
+#: Characters per line of a notice drawn inside the sidebar's plot.
+NOTICE_WIDTH = 48
+
+
+@dataclass
+class DetailView:
+    sidebar: gr.Sidebar
+    info: gr.HTML
+    image: gr.Image
+    plot: gr.Plot
+    corpus: gr.Textbox
+    retriever: gr.Textbox
+    doc_id: gr.Textbox
+    query: gr.Textbox
+
+
+def build_detail_view() -> DetailView:
+    """The sidebar (closed until a result is clicked) and its hidden selection fields."""
+    with gr.Sidebar(open=False, position="right", width=SIDEBAR_WIDTH, label="Document",
+                    elem_id="ciea-detail") as sidebar:
+        info = gr.HTML("<p>Click a result card to see it here.</p>", elem_classes=["ciea-detail"],
+                       label="Document")
+        image = gr.Image(type="pil", label="Document image", interactive=False, height=280,
+                         buttons=["fullscreen", "download"])
+        plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP")
+        # What was clicked; hidden, but inputs of /document so API clients pass them directly.
+        corpus = gr.Textbox(visible=False)
+        retriever = gr.Textbox(visible=False)
+        doc_id = gr.Textbox(visible=False)
+        query = gr.Textbox(visible=False)
+    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query)
+
+
+class DetailActions:
+    def __init__(self, service: SearchService) -> None:
+        self.service = service
+
+    @staticmethod
+    def close() -> gr.Sidebar:
+        """Closes the sidebar (when another tab opens, so that tab gets the full width)."""
+        return gr.Sidebar(open=False)
+
+    @staticmethod
+    def select(evt: gr.EventData) -> tuple[str, str, str, str, gr.Sidebar]:
+        """The clicked card's corpus, retriever, document and text query; opens the sidebar."""
+        data = getattr(evt, "_data", None) or {}
+        fields = ("corpus", "retriever", "doc_id", "query")
+        return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True))
+
+    def document(self, corpus: str, retriever: str, doc_id: str, query: str
+                 ) -> tuple[str, Image.Image | str | None, go.Figure]:
+        """One document as retriever ``retriever`` sees it: (description HTML, image with
+        CIEA's complementary-patch heat map where available, UMAP plot)."""
+        return guarded(lambda: self._document(corpus, retriever, doc_id, query or ""),
+                       lambda msg: (f'<div class="ciea-notice" role="status">{html.escape(msg)}</div>', None,
+                                    notice_figure(msg, width=NOTICE_WIDTH)), "document view")
+
+    def _document(self, corpus: str, retriever: str, doc_id: str, query: str):
+        service = self.service
+        view = service.document(corpus, doc_id)
+        state = service.retriever(corpus, retriever)
+        lines = [f'<div class="cap">{html.escape(view.text)}</div>',
+                 (f'<div class="meta">{html.escape(view.doc_id)} · {html.escape(view.category or "no category")}'
+                  f" · corpus {html.escape(corpus)}</div>"),
+                 f"<p>Retrieved by <b>{html.escape(retriever_title(retriever))}</b> ({html.escape(retriever)})"
+                 + ("" if state.ready else f" (unavailable: {html.escape(state.error or '')})") + "</p>"]
+        if query:
+            judged = service.relevant(corpus, query)
+            quoted = f"“{html.escape(query)}”"
+            lines.append(f"<p>This document is judged <b>relevant</b> to the query {quoted}.</p>" if doc_id in judged
+                         else f"<p>This document is judged not relevant to the query {quoted}.</p>" if judged
+                         else f"<p>The query {quoted} has no relevance judgements on {html.escape(corpus)}.</p>")
+        picture: Image.Image | str | None = str(view.image) if view.image else None
+        weights = None
+        if view.image is not None:
+            try:
+                weights = service.patch_weights(corpus, retriever, doc_id)
+            except Exception:
+                log.exception("patch weights failed for %s/%s", retriever, doc_id)
+                lines.append('<p class="ciea-notice">The heat map could not be computed; the error was logged.</p>')
+        if weights is not None:
+            from ciea.images import load_image
+
+            picture = patch_overlay(load_image(view.image), weights)
+            g = weights.shape[0]
+            lines.append(f"<p><b>Heat map</b>: each of the {g}×{g} patches is tinted by its complementarity "
+                         f"weight (up to {round(MAX_ALPHA * 100)}% red at weight 1): the redder, the less the "
+                         f"caption covers that region. Mean weight {float(weights.mean()):.2f}.</p>")
+        elif view.image is not None:
+            lines.append("<p>Heat map: only CIEA computes complementary-patch weights; this retriever has none.</p>")
+        return "".join(lines), picture, self._plot(corpus, retriever, view.position, query)
+
+    def _plot(self, corpus: str, retriever: str, position: int, query: str) -> go.Figure:
+        artefacts = self.service.geometry(corpus, retriever)
+        if artefacts.projection is None:
+            return notice_figure(" ".join(artefacts.errors) or "No UMAP projection for this retriever.",
+                                 width=NOTICE_WIDTH)
+        docs = self.service.corpus(corpus).documents
+        point = self.service.query_point(corpus, retriever, query) if query else None
+        return umap_figure(artefacts.projection.coords, [d.text for d in docs], [d.doc_id for d in docs],
+                           [d.category for d in docs], "modality", point, query, highlight=position,
+                           height=SMALL_HEIGHT + 60, opacity=0.25)

@@ -1,0 +1,161 @@
+"""The Geometry tab: each retriever's embedding space as a UMAP scatter, the modality-gap
+statistics (centroid gap, exact and sliced Wasserstein, cosines) with their intervals, the
+gap-shift curve, and a live exact-W2 recompute on a sample size the user picks.
+
+Everything shown is read from artefacts saved at build time (``ciea.geometry``); only the
+query marker (one encode and a nearest-neighbour placement) and the W2 recompute run live.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ciea.service import MAX_W2_SAMPLES, MIN_W2_SAMPLES, SearchService
+from ciea.ui.common import guarded, retriever_choices
+from ciea.ui.plots import (
+    COLOUR_MODES,
+    STATISTICS_HEADERS,
+    gap_shift_figure,
+    notice_figure,
+    statistics_figure,
+    statistics_rows,
+    umap_figure,
+)
+from ciea.ui.results import retriever_title
+
+DEFAULT_W2_SAMPLES = 500
+#: Exact OT cost grows with the cube of the sample size; used to pace the progress bar.
+W2_COST_EXPONENT = 3.0
+PROGRESS_TICK_S = 0.25
+
+
+@dataclass
+class GeometryTab:
+    retriever: gr.Dropdown
+    colour_by: gr.Radio
+    query: gr.Textbox
+    notice: gr.Markdown
+    scatter: gr.Plot
+    table: gr.Dataframe
+    chart: gr.Plot
+    gap_shift: gr.Plot
+    w2_samples: gr.Slider
+    w2_button: gr.Button
+    w2_result: gr.Markdown
+
+
+def build_geometry_tab(names: list[str]) -> GeometryTab:
+    """The Geometry tab's components (call inside ``gr.Tab``); filled when the tab opens."""
+    with gr.Row(equal_height=True):
+        retriever = gr.Dropdown(retriever_choices(names), value=names[0] if names else None, label="Retriever",
+                                scale=2, elem_id="ciea-geo-retriever", allow_custom_value=True)
+        colour_by = gr.Radio(list(COLOUR_MODES), value="modality", label="Colour by", scale=1)
+        query = gr.Textbox(label="Query to place on the map (from the Search tab; edit and press Enter)",
+                           scale=3, max_lines=1)
+    notice = gr.Markdown(label="Notes")
+    scatter = gr.Plot(label="UMAP of text, image and document embeddings", elem_id="ciea-umap")
+    with gr.Row():
+        table = gr.Dataframe(headers=STATISTICS_HEADERS, interactive=False, wrap=True, scale=1, min_width=460,
+                             label="Statistics of the selected retriever",
+                             column_widths=["30%", "13%", "12%", "12%", "33%"])
+        chart = gr.Plot(label="All retrievers compared", scale=1, min_width=460)
+    with gr.Row():
+        gap_shift = gr.Plot(label="Gap shift", scale=1, min_width=460)
+        with gr.Column(scale=1, min_width=360):
+            gr.Markdown(f"### Recompute exact W2\nExact optimal transport between the image and the caption "
+                        f"clouds (POT's network simplex, squared Euclidean cost) on a fixed-seed sample. "
+                        f"Its cost grows with the cube of the sample, so the size is capped at {MAX_W2_SAMPLES} "
+                        "per side; one recompute runs at a time.")
+            w2_samples = gr.Slider(MIN_W2_SAMPLES, MAX_W2_SAMPLES, value=DEFAULT_W2_SAMPLES, step=10,
+                                   label="Sample size per side")
+            w2_button = gr.Button("Recompute W2")
+            w2_result = gr.Markdown(label="W2 result")
+    return GeometryTab(retriever, colour_by, query, notice, scatter, table, chart, gap_shift, w2_samples,
+                       w2_button, w2_result)
+
+
+class GeometryActions:
+    def __init__(self, service: SearchService) -> None:
+        self.service = service
+
+    def view(self, corpus: str, retriever: str, colour_by: str, query: str
+             ) -> tuple[go.Figure, list[list], go.Figure, go.Figure, str]:
+        """(UMAP scatter with the query marker, statistics rows, comparison chart, gap-shift
+        curve, notes) for one retriever on one corpus."""
+        def failed(msg: str):
+            return notice_figure(msg), [], notice_figure(msg), notice_figure(msg), html.escape(msg)
+
+        return guarded(lambda: self._view(corpus, retriever, colour_by or "modality", (query or "").strip()),
+                       failed, "geometry view")
+
+    def _view(self, corpus: str, retriever: str, colour_by: str, query: str):
+        service = self.service
+        names = service.retrievers(corpus)
+        if retriever not in names:
+            msg = f"Pick a retriever: {', '.join(names) or 'none is available'} on {corpus}."
+            return notice_figure(msg), [], notice_figure(msg), notice_figure(msg), html.escape(msg)
+        artefacts = service.geometry(corpus, retriever)
+        notes = [html.escape(e) for e in artefacts.errors]
+        if artefacts.projection is not None:
+            docs = service.corpus(corpus).documents
+            point = service.query_point(corpus, retriever, query) if query else None
+            if query and point is None:
+                notes.append("The query could not be placed: this projection was fitted on vectors of another width.")
+            title = f"{retriever_title(retriever)}: {len(docs)} documents per cloud"
+            scatter = umap_figure(artefacts.projection.coords, [d.text for d in docs], [d.doc_id for d in docs],
+                                  [d.category for d in docs], colour_by, point, query, title=title)
+        else:
+            scatter = notice_figure("No UMAP projection for this retriever (see the note above).", height=320)
+        report = artefacts.report
+        reports = {n: r for n in names if (r := service.geometry(corpus, n).report) is not None}
+        rows = statistics_rows(report) if report else []
+        chart = statistics_figure(reports, selected=retriever)
+        gap = gap_shift_figure(report) if report else notice_figure("No geometry report.")
+        return scatter, rows, chart, gap, "\n\n".join(notes)
+
+    def recompute_w2(self, corpus: str, retriever: str, n: float,
+                     progress=gr.Progress()) -> str:  # noqa: B008 (how Gradio injects a progress bar)
+        """Exact W2 between the image and text clouds on ``n`` points per side (Markdown)."""
+        return guarded(lambda: self._recompute(corpus, retriever, int(n), progress),
+                       lambda msg: f"**Could not recompute:** {html.escape(msg)}", "W2 recompute")
+
+    def _recompute(self, corpus: str, retriever: str, n: int, progress) -> str:
+        saved = (self.service.geometry(corpus, retriever).report or {}).get("wasserstein2") or {}
+        expected = expected_seconds(saved, n)
+        desc = f"Exact optimal transport, {n} + {n} points"
+        progress(0.0, desc=desc)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            job = pool.submit(self.service.recompute_w2, corpus, retriever, n)
+            start = time.monotonic()
+            while True:
+                try:
+                    result = job.result(timeout=PROGRESS_TICK_S)
+                    break
+                except TimeoutError:
+                    elapsed = time.monotonic() - start
+                    fraction = min(0.95, elapsed / expected) if expected else 0.5
+                    progress(fraction, desc=f"{desc}: {elapsed:.0f} s"
+                             + (f" of about {expected:.0f} s" if expected else ""))
+        verdict = "converged" if result.converged else "**did not converge** (treat as an upper bound)"
+        lines = [(f"**W2 = {result.distance:.4f}** on {result.n} image and {result.n_text or result.n} caption "
+                  f"vectors (seed 0, {verdict}, {result.seconds:.1f} s).")]
+        if saved.get("distance") is not None:
+            lines.append(f"Saved report: {float(saved['distance']):.4f} on {saved.get('n')} per side.")
+        return " ".join(lines)
+
+
+def expected_seconds(saved: dict, n: int) -> float | None:
+    """Run time of an exact W2 on ``n`` points, scaled from the saved report's timing."""
+    try:
+        base_n, base_s = int(saved["n"]), float(saved["seconds"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if base_n <= 0 or base_s <= 0:
+        return None
+    return max(base_s * (n / base_n) ** W2_COST_EXPONENT, 0.5)

@@ -1,0 +1,202 @@
+"""Plotly figures for the app (pure functions: data in, figures out).
+
+Every figure sets its own height (``gr.Plot`` in Gradio 6.31 takes none) and big scatters
+use WebGL (``Scattergl``). Text that comes from data is escaped before it reaches a hover label.
+"""
+
+from __future__ import annotations
+
+import html
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+SCATTER_HEIGHT = 540
+CHART_HEIGHT = 400
+SMALL_HEIGHT = 300
+#: One colour per cloud when colouring by modality.
+MODALITY_COLOURS = {"text": "#2563eb", "image": "#ea580c", "document": "#16a34a"}
+#: One marker per cloud when colour is taken by the category.
+MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square"}
+CATEGORY_COLOURS = qualitative.Dark24
+COLOUR_MODES = ("modality", "category")
+
+
+def _layout(fig: go.Figure, height: int, title: str = "", legend: dict | None = None, **kwargs) -> go.Figure:
+    fig.update_layout(height=height, title={"text": html.escape(title), "x": 0.01, "font": {"size": 16}},
+                      template="plotly_white", margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 40},
+                      font={"size": 14}, legend=dict(itemsizing="constant", **(legend or {})), **kwargs)
+    return fig
+
+
+def notice_figure(message: str, height: int = SMALL_HEIGHT, width: int = 70) -> go.Figure:
+    """An empty figure that says why there is nothing to plot (wrapped to ``width`` characters)."""
+    fig = go.Figure()
+    lines = textwrap.wrap(message, width, break_long_words=True, break_on_hyphens=False) or [""]
+    fig.add_annotation(text="<br>".join(html.escape(line) for line in lines), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 15})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height)
+
+
+def top_category(category: str) -> str:
+    """The first level of a category path ("animals/birds" -> "animals"); "" -> "uncategorised"."""
+    return category.split("/", 1)[0] or "uncategorised"
+
+
+def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_ids: Sequence[str],
+                categories: Sequence[str], colour_by: str = "modality", query_xy: np.ndarray | None = None,
+                query_label: str = "", highlight: int | None = None, title: str = "",
+                height: int = SCATTER_HEIGHT, opacity: float = 0.55) -> go.Figure:
+    """UMAP scatter of a retriever's clouds (each in corpus order), optional query marker and
+    one highlighted document (shown in every cloud it appears in)."""
+    if colour_by not in COLOUR_MODES:
+        raise ValueError(f"colour_by must be one of {COLOUR_MODES}, got {colour_by!r}")
+    hover = [f"<b>{html.escape(c)}</b><br>{html.escape(d)}" for c, d in zip(captions, doc_ids)]
+    groups = [top_category(c) for c in categories]
+    fig = go.Figure()
+    for cloud, xy in coords.items():
+        xy = np.asarray(xy)
+        if colour_by == "modality":
+            fig.add_trace(go.Scattergl(
+                x=xy[:, 0], y=xy[:, 1], mode="markers", name=cloud, hovertext=hover[:len(xy)],
+                hovertemplate=f"%{{hovertext}}<br>{cloud}<extra></extra>",
+                marker={"size": 5, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
+                            "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
+            continue
+        for i, group in enumerate(sorted(set(groups))):
+            rows = [j for j in range(len(xy)) if groups[j] == group]
+            fig.add_trace(go.Scattergl(
+                x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=group, legendgroup=group,
+                showlegend=cloud == next(iter(coords)), hovertext=[hover[j] for j in rows],
+                hovertemplate=f"%{{hovertext}}<br>{cloud} · {html.escape(group)}<extra></extra>",
+                marker={"size": 5, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
+                            "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
+    if highlight is not None:
+        points = [(cloud, np.asarray(xy)[highlight]) for cloud, xy in coords.items() if highlight < len(xy)]
+        fig.add_trace(go.Scatter(
+            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers+text", name="this document",
+            text=[p[0] for p in points], textposition="top center", hoverinfo="skip",
+            marker={"size": 14, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#111827"}}))
+    if query_xy is not None:
+        fig.add_trace(go.Scatter(
+            x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name="query",
+            hovertext=[html.escape(query_label)], hovertemplate="query: %{hovertext}<extra></extra>",
+            marker={"size": 20, "symbol": "star", "color": "#facc15", "line": {"width": 2, "color": "#111827"}}))
+    fig.update_xaxes(showticklabels=False, title=None, zeroline=False)
+    fig.update_yaxes(showticklabels=False, title=None, zeroline=False)
+    if height < SCATTER_HEIGHT:  # small (detail view): legend under the plot, not beside it
+        return _layout(fig, height, title, legend={"orientation": "h", "y": -0.02, "yanchor": "top", "x": 0})
+    return _layout(fig, height, title, legend_title_text=colour_by)
+
+
+def _interval(ci: object) -> tuple[float, float] | None:
+    """A confidence interval given as {low, high} or [low, high], else None."""
+    if isinstance(ci, Mapping) and "low" in ci and "high" in ci:
+        return float(ci["low"]), float(ci["high"])
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+        return float(ci[0]), float(ci[1])
+    return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def geometry_statistics(report: Mapping) -> list[tuple[str, float, tuple[float, float] | None, str]]:
+    """(statistic, value, confidence interval or None, note) from a saved geometry report;
+    statistics the report lacks are left out."""
+    out = []
+
+    def add(name: str, value: object, ci: object = None, note: str = "") -> None:
+        number = _number(value)
+        if number is not None:
+            out.append((name, number, _interval(ci), note))
+
+    add("centroid gap", report.get("centroid_gap"), report.get("centroid_gap_ci"),
+        _resamples_note(report.get("centroid_gap_ci")))
+    w2 = report.get("wasserstein2") or {}
+    add("Wasserstein-2, exact", w2.get("distance"), w2.get("ci"),
+        f"n = {w2.get('n')} per side" + ("" if w2.get("converged", True) else ", solver did not converge"))
+    sliced = report.get("sliced_wasserstein") or {}
+    add("Wasserstein-2, sliced", sliced.get("distance"), None,
+        f"{sliced.get('n_projections')} projections, n = {sliced.get('n')}")
+    cosine = report.get("cosine") or {}
+    for key, label in (("matched_mean", "cosine, matched image-caption pairs"),
+                       ("random_mean", "cosine, random image-caption pairs"),
+                       ("within_image_mean", "cosine, within images"), ("within_text_mean", "cosine, within captions")):
+        add(label, cosine.get(key))
+    add("document gap", report.get("document_gap"))
+    return out
+
+
+def _resamples_note(ci: object) -> str:
+    if isinstance(ci, Mapping) and ci.get("n_resamples"):
+        return f"{round(100 * float(ci.get('confidence', 0.95)))}% bootstrap CI, {ci['n_resamples']} resamples"
+    return ""
+
+
+def statistics_rows(report: Mapping) -> list[list]:
+    """Table rows: statistic, value, CI low, CI high, note (rounded for reading)."""
+    return [[name, round(value, 4), round(ci[0], 4) if ci else "", round(ci[1], 4) if ci else "", note]
+            for name, value, ci, note in geometry_statistics(report)]
+
+
+STATISTICS_HEADERS = ["statistic", "value", "CI low", "CI high", "note"]
+
+
+def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = None,
+                      height: int = CHART_HEIGHT) -> go.Figure:
+    """Grouped bars: each statistic for every retriever with a report, with CI error bars."""
+    if not reports:
+        return notice_figure("No geometry reports yet.", height)
+    fig = go.Figure()
+    for i, (name, report) in enumerate(reports.items()):
+        stats = geometry_statistics(report)
+        fig.add_trace(go.Bar(
+            y=[s[0] for s in stats], x=[s[1] for s in stats], name=name, orientation="h",
+            marker={"color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
+                        "line": {"width": 3 if name == selected else 0, "color": "#111827"}},
+            error_x={"type": "data", "symmetric": False,
+                         "array": [(s[2][1] - s[1]) if s[2] else 0 for s in stats],
+                         "arrayminus": [(s[1] - s[2][0]) if s[2] else 0 for s in stats], "visible": True}))
+    fig.update_yaxes(autorange="reversed", automargin=True)  # top to bottom in table order
+    return _layout(fig, height, "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
+                   legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
+
+
+def gap_shift_figure(report: Mapping, height: int = SMALL_HEIGHT + 60) -> go.Figure:
+    """How each gap metric moves when the image cloud is shifted along the centroid gap."""
+    points = [p for p in report.get("gap_shift") or [] if _number(p.get("factor")) is not None]
+    if not points:
+        return notice_figure("This report has no gap-shift curve.", height)
+    fig = go.Figure()
+    for metric in dict.fromkeys(p.get("metric", "value") for p in points):
+        rows = sorted((p for p in points if p.get("metric", "value") == metric), key=lambda p: p["factor"])
+        fig.add_trace(go.Scatter(x=[p["factor"] for p in rows], y=[p.get("value") for p in rows],
+                                 mode="lines+markers", name=str(metric)))
+    fig.update_xaxes(title="shift factor")
+    return _layout(fig, height, "Gap-shift curve")
+
+
+def benchmark_figure(report: Mapping, metric: str, height: int = CHART_HEIGHT) -> go.Figure:
+    """Grouped bars of one metric: x = retriever, one bar per query kind."""
+    by_retriever = report.get("metrics", {}) if report else {}
+    if not by_retriever:
+        return notice_figure("No evaluation report for this split yet.", height)
+    kinds = list(dict.fromkeys(kind for by_kind in by_retriever.values() for kind in by_kind))
+    fig = go.Figure()
+    for i, kind in enumerate(kinds):
+        names = [n for n, by_kind in by_retriever.items() if kind in by_kind]
+        fig.add_trace(go.Bar(x=names, y=[by_retriever[n][kind].get(metric) for n in names], name=kind,
+                             marker_color=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
+                             text=[f"{by_retriever[n][kind].get(metric, 0):.2f}" for n in names],
+                             textposition="outside"))
+    fig.update_traces(cliponaxis=False)  # value labels above the tallest bar stay visible
+    fig.update_yaxes(title=metric, rangemode="tozero")
+    return _layout(fig, height, f"{metric} per retriever and query kind", barmode="group",
+                   legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
