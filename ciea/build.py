@@ -15,7 +15,7 @@ from ciea.checkpoints import CheckpointError
 from ciea.config import DEFAULT_INDEX_FACTORY, Settings
 from ciea.data.materialise import ensure_corpus_images
 from ciea.data.schema import Corpus, Query, load_corpus, load_queries
-from ciea.features import CorpusFeatures, encode_corpus
+from ciea.features import CorpusFeatures, cached_corpus_features
 from ciea.index import Expectation, IndexManifest, IndexStoreError, VectorIndex
 from ciea.retrievers import Retriever, create_retriever, retriever_names
 
@@ -48,7 +48,7 @@ def build_indexes(
     backbone = load_backbone(settings.backbone)
     ensure_corpus_images(corpus, progress=progress)
     start = time.perf_counter()
-    features = encode_corpus(corpus, backbone, progress=progress)
+    features = cached_corpus_features(corpus, backbone, settings.cache_dir, progress)
     shared_seconds = time.perf_counter() - start
     reports = []
     for name in retrievers or retriever_names():
@@ -127,7 +127,6 @@ def build_geometry(corpus_name: str, settings: Settings, retrievers: Sequence[st
                    ) -> list[GeometryBuild]:
     """Geometry report (gap, W2, sliced W, cosines, gap shift) and UMAP projection per built index,
     saved next to the index so the app loads rather than recomputes them."""
-    from ciea.features import cached_corpus_features
     from ciea.geometry import compute_report, fit_projection, save_report
 
     corpus = load_corpus(corpus_name, settings.assets_dir)

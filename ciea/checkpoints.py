@@ -6,13 +6,14 @@ weights file, so an index built with other weights is refused by its manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ciea.index import file_sha256 as sha256_of
 
 
 class CheckpointError(ValueError):
@@ -25,14 +26,6 @@ class Checkpoint:
     config: dict
     sha256: str
     path: Path
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(stem: Path, module: torch.nn.Module, config: dict) -> Checkpoint:

@@ -147,8 +147,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.split == "captions" and not args.queries and not args.retriever:
         from ciea.evaluate import image_side_metrics
 
-        results["image-side (caption -> image)"] = {
-            "all": image_side_metrics(service.corpus(args.corpus), service.backbone, args.k)}
+        for label, metrics in image_side_metrics(service.corpus(args.corpus), service.backbone,
+                                                 service.settings, args.k).items():
+            results[label] = {"all": metrics}
     report = {"corpus": args.corpus, "split": args.split if not args.queries else str(args.queries),
               "queries": len(queries), "backbone": service.backbone.spec, "metrics": results}
     if not args.queries:
@@ -169,10 +170,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"Nothing to train for {', '.join(unknown)}; trainable: {', '.join(TRAINABLE)}.")
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr", "lam", "patience",
-                                                      "pairs_per_epoch", "seed", "device")
+                                                      "pairs_per_epoch", "seed", "device", "max_minutes")
                  if getattr(args, key) is not None}
     if args.no_weights:
         overrides["use_weights"] = False
+    if args.resume:
+        overrides["resume"] = True
     settings = _settings(args)
     data = load_training_data(load_backbone(settings.backbone), settings, args.corpus)
     summary = []
@@ -252,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, help="epochs without dev improvement before stopping")
     p.add_argument("--pairs-per-epoch", type=int, help="sample this many training queries per epoch")
     p.add_argument("--seed", type=int)
+    p.add_argument("--max-minutes", type=float, help="training-time budget per retriever; stops after the "
+                   "epoch that crosses it (Ctrl-C also stops and keeps the best epoch)")
     p.add_argument("--no-weights", action="store_true", help="CIEA ablation: plain attention in the extractor")
+    p.add_argument("--resume", action="store_true", help="continue from the saved checkpoint (history is kept)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
     p.set_defaults(func=cmd_train)
     return parser

@@ -66,8 +66,10 @@ def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, 
                            ) -> CorpusFeatures:
     """``encode_corpus`` once per (backbone, corpus), kept as safetensors under ``cache_dir``.
 
-    Training runs reuse the frozen features instead of re-encoding every image. The cache is
-    keyed by the document ids, so an edited corpus is re-encoded rather than misread.
+    Training and index builds reuse the frozen features instead of re-encoding every image.
+    The cache is keyed by the documents (ids, captions, image paths), so an edited corpus is
+    re-encoded rather than misread; delete the cache folder after replacing image files in
+    place. Patches are kept as float16 (half the disk), identically for training and indexing.
     """
     import hashlib
 
@@ -75,7 +77,7 @@ def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, 
 
     from ciea.config import backbone_slug
 
-    ids_hash = hashlib.sha256("\n".join(d.doc_id for d in corpus).encode()).hexdigest()[:16]
+    ids_hash = hashlib.sha256("\n".join(f"{d.doc_id}\t{d.text}\t{d.image}" for d in corpus).encode()).hexdigest()[:16]
     path = cache_dir / "features" / backbone_slug(backbone.spec) / f"{corpus.name}-{ids_hash}.safetensors"
     if path.exists():
         try:
@@ -86,6 +88,8 @@ def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, 
         except Exception as exc:  # a damaged cache is rebuilt, never trusted
             log.warning("feature cache %s unreadable (%s); re-encoding", path, exc)
     features = encode_corpus(corpus, backbone, progress=progress)
+    features.image = ImageFeatures(features.image.pooled, features.image.patches.astype(np.float16).astype(np.float32),
+                                   features.image.class_probs)  # what a later cache hit returns
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"text": features.text, "pooled": features.image.pooled,
               "patches": features.image.patches.astype(np.float16), "has_image": features.has_image.astype(np.uint8)}

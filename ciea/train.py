@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ciea.backbones import Backbone, load_backbone
-from ciea.checkpoints import Checkpoint, save_checkpoint
+from ciea.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ciea.config import Settings
 from ciea.data.materialise import ensure_corpus_images
 from ciea.data.schema import Document, load_corpus, load_queries, split_query_files
@@ -58,6 +59,8 @@ class TrainConfig:
     pairs_per_epoch: int | None = None  # None = every training query once per epoch
     use_weights: bool = True  # CIEA ablation: complementarity-weighted attention
     device: str = "cpu"
+    max_minutes: float | None = None  # stop after the epoch that crosses this training-time budget
+    resume: bool = False  # start from the retriever's saved checkpoint instead of a fresh head
     bf16: bool = False  # bfloat16 autocast for training steps where the hardware has it (AMX / CUDA)
 
 
@@ -182,7 +185,7 @@ def bf16_available(device: str) -> bool:
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     try:
-        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
@@ -239,12 +242,16 @@ def _dual_queries(kind: str, q: torch.Tensor) -> torch.Tensor:
 
 
 def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, config: TrainConfig,
-                    progress: bool = True) -> tuple[torch.nn.Module, dict, list[dict]]:
+                    progress: bool = True, initial_state: dict | None = None
+                    ) -> tuple[torch.nn.Module, dict, list[dict]]:
     """Train the linear image map of a dual encoder; returns the best module by dev MRR@10."""
     _seed_everything(config.seed)
     rng = random.Random(config.seed)
     device = torch.device(config.device)
-    head = TrainedAlignment.for_backbone(backbone).to(device)
+    head = TrainedAlignment.for_backbone(backbone)
+    if initial_state is not None:
+        head.load_state_dict(initial_state)
+    head = head.to(device)
     scale = LogitScale().to(device)
     optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -318,14 +325,17 @@ def encode_ciea_documents(backbone: Backbone, head: CIEAHead, patches: np.ndarra
     return np.concatenate(out)
 
 
-def train_ciea(backbone: Backbone, train: Split, dev: Split, config: TrainConfig, progress: bool = True
-               ) -> tuple[torch.nn.Module, dict, list[dict]]:
+def train_ciea(backbone: Backbone, train: Split, dev: Split, config: TrainConfig, progress: bool = True,
+               initial_state: dict | None = None) -> tuple[torch.nn.Module, dict, list[dict]]:
     """Train CIEA's projector and extractor through the frozen language model."""
     _seed_everything(config.seed)
     rng = random.Random(config.seed)
     device = torch.device(config.device)
     head_config = CIEAConfig.for_backbone(backbone, use_weights=config.use_weights)
-    head = CIEAHead(head_config).to(device)
+    head = CIEAHead(head_config)
+    if initial_state is not None:
+        head.load_state_dict(initial_state)
+    head = head.to(device)
     scale = LogitScale().to(device)
     optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -382,33 +392,40 @@ def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.o
     best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     device_type = "cuda" if config.device.startswith("cuda") else "cpu"
     use_bf16 = config.bf16 and bf16_available(config.device)
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        head.train()
-        losses = []
-        batches = _epoch_batches(train.pairs, config, rng)
-        for batch in tqdm(batches, desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
-                          leave=False):
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = step(batch).float()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scale.clamp_()
-            losses.append(float(loss.detach()))
-        head.eval()
-        score = dev_score()
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch, "dev_mrr10": score, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
-                        "temperature": scale.temperature, "bf16": use_bf16})
-        log.info("%s: epoch %d loss %.4f dev MRR@10 %.4f (%.0fs)", name, epoch, np.mean(losses), score, seconds)
-        if score > best:
-            best, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= config.patience:
+    started = time.perf_counter()
+    try:
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            head.train()
+            losses = []
+            batches = _epoch_batches(train.pairs, config, rng)
+            for batch in tqdm(batches, desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
+                              leave=False):
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
+                    loss = step(batch).float()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scale.clamp_()
+                losses.append(float(loss.detach()))
+            head.eval()
+            score = dev_score()
+            seconds = time.perf_counter() - t0
+            history.append({"epoch": epoch, "dev_mrr10": score, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
+                            "temperature": scale.temperature, "bf16": use_bf16})
+            log.info("%s: epoch %d loss %.4f dev MRR@10 %.4f (%.0fs)", name, epoch, np.mean(losses), score, seconds)
+            if score > best:
+                best, best_epoch, stale = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+            if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
+                log.info("%s: training-time budget of %.0f min reached after epoch %d", name, config.max_minutes, epoch)
                 break
+    except KeyboardInterrupt:  # Ctrl-C keeps the best epoch so far instead of losing the run
+        log.warning("%s: interrupted; keeping the best epoch so far (%d)", name, best_epoch)
     head.load_state_dict(best_state)
     return head.eval(), {"best_epoch": best_epoch, "dev_mrr10": best}, history
 
@@ -420,18 +437,25 @@ def train_retriever(name: str, settings: Settings, config: TrainConfig | None = 
     config = config or default_config(name)
     backbone = load_backbone(settings.backbone, device=config.device)
     train, dev = data or load_training_data(backbone, settings, corpora, progress)
+    stem = settings.checkpoint_stem(backbone.spec, name)
+    previous = load_checkpoint(stem) if config.resume else None
+    initial = previous.state if previous else None
     start = time.perf_counter()
     if name == "ciea":
-        head, extra, history = train_ciea(backbone, train, dev, config, progress)
+        head, extra, history = train_ciea(backbone, train, dev, config, progress, initial)
     elif name in ("dual-split", "dual-fused", "dual-gcl"):
-        head, extra, history = train_alignment(name, backbone, train, dev, config, progress)
+        head, extra, history = train_alignment(name, backbone, train, dev, config, progress, initial)
     else:
         raise ValueError(f"{name} has nothing to train; trainable: ciea, dual-split, dual-fused, dual-gcl")
     seconds = time.perf_counter() - start
+    if previous:  # a resumed run keeps the earlier runs' history and time
+        extra["resumed_from"] = previous.sha256
+        history = [*previous.config.get("history", []), *history]
+        seconds += float(previous.config.get("seconds", 0.0))
     meta = {"retriever": name, "backbone": backbone.spec, "train_config": asdict(config),
             "data": {"train_pairs": len(train.pairs), "train_documents": len(train.documents),
                      "dev_queries": len(dev.pairs), "dev_documents": len(dev.documents),
                      "corpora": list(corpora)},
             "history": history, "seconds": round(seconds, 1), **extra}
-    checkpoint = save_checkpoint(settings.checkpoint_stem(backbone.spec, name), head.cpu(), json.loads(json.dumps(meta)))
+    checkpoint = save_checkpoint(stem, head.cpu(), json.loads(json.dumps(meta)))
     return TrainResult(name, checkpoint, extra["best_epoch"], extra["dev_mrr10"], history, seconds)

@@ -195,41 +195,13 @@ def app_checkpoints(tmp_path_factory, app_indexes) -> Path:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory, app_indexes, app_checkpoints):
     """``python app.py`` launched once per session, as a newcomer runs it, on ``app_indexes``."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from benchmarks.soak import launch_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     work = tmp_path_factory.mktemp("app")
-    log = work / "app.log"
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", CIEA_INDEX_DIR=str(app_indexes),
-               CIEA_CHECKPOINT_DIR=str(app_checkpoints),
-               GRADIO_EXAMPLES_CACHE=str(work / "examples"))
-    root = Path(__file__).resolve().parent.parent
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + APP_STARTUP_TIMEOUT_S
+    env = {"CIEA_INDEX_DIR": str(app_indexes), "CIEA_CHECKPOINT_DIR": str(app_checkpoints),
+           "GRADIO_EXAMPLES_CACHE": str(work / "examples")}
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app exited early:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"app did not start in {APP_STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        with launch_app(work / "app.log", APP_STARTUP_TIMEOUT_S, env) as app:
+            yield app.url
+    except RuntimeError as exc:  # the app exited or never answered: its log is in the message
+        pytest.fail(str(exc))
