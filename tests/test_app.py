@@ -21,6 +21,7 @@ from conftest import GEOMETRY_REPORT, GEOMETRY_SHIFT, write_synthetic_geometry
 from PIL import Image
 
 from ciea.data.schema import split_query_files, write_jsonl
+from ciea.geometry import load_report
 from ciea.images import ImageInputError
 from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
 from ciea.ui.geometry_tab import expected_seconds
@@ -342,9 +343,15 @@ def test_geometry_endpoint_shows_the_saved_report(client):
     assert any(t["name"] == "animals" for t in traces) and any(t["name"] == "query" for t in traces)
     assert {t["name"] for t in plot_data(chart)} == {"text-dense", "dual-fused"}  # both have reports
     assert [p["y"] for p in plot_data(gap)] == [[0.5, 0.625, 0.75]]
-    _, table, _, _, notes = client.predict("scenes", "text-dense", "modality", "", api_name="/geometry")
+    # stamps/dual-split's real artefacts are left out of the launched app's index folder
+    _, table, _, _, notes = client.predict("stamps", "dual-split", "modality", "", api_name="/geometry")
     assert table["data"] in ([], [[""] * 5], [["", "", "", "", ""]]) or not table["data"][0][0]
-    assert "python -m ciea geometry --corpus scenes --retriever text-dense" in notes
+    assert "python -m ciea geometry --corpus stamps --retriever dual-split" in notes
+    # scenes shows the committed report as built
+    saved = load_report(ROOT / "indexes" / "scenes" / "ciea")
+    _, table, _, _, notes = client.predict("scenes", "ciea", "modality", "", api_name="/geometry")
+    rows = {r[0]: r[1:] for r in table["data"]}
+    assert rows["centroid gap"][0] == pytest.approx(saved["centroid_gap"], abs=1e-3) and notes == ""
 
 
 def test_recompute_w2_endpoint_matches_the_closed_form(client):
