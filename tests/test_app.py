@@ -25,7 +25,7 @@ from ciea.geometry import load_report
 from ciea.images import ImageInputError
 from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
 from ciea.ui.geometry_tab import expected_seconds
-from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay
+from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay, stretch
 from ciea.ui.plots import statistics_rows, umap_figure
 from ciea.ui.results import results_html
 from ciea.validation import InputError
@@ -386,3 +386,11 @@ def test_every_api_name_is_documented_in_the_readme(app_url):
     assert {"search", "search_by_image", "document", "geometry", "recompute_w2", "benchmark", "drilldown"} <= names
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert not [n for n in sorted(names) if f"`/{n}`" not in readme]
+
+
+def test_heat_map_contrast_is_stretched_within_the_image():
+    w = np.array([[0.42, 0.45], [0.46, 0.49]], dtype=np.float32)
+    s = stretch(w)
+    assert s.min() == 0.0 and s.max() == pytest.approx(1.0)
+    assert s[0, 1] == pytest.approx((0.45 - 0.42) / 0.07, abs=1e-5)
+    assert not stretch(np.full((2, 2), 0.5)).any()  # a flat grid stays untinted

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ciea.service import SearchService
 from ciea.ui.common import guarded
-from ciea.ui.heatmap import MAX_ALPHA, patch_overlay
+from ciea.ui.heatmap import MAX_ALPHA, patch_overlay, stretch
 from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
 from ciea.ui.results import retriever_title
 
@@ -108,11 +108,13 @@ class DetailActions:
         if weights is not None:
             from ciea.images import load_image
 
-            picture = patch_overlay(load_image(view.image), weights)
+            picture = patch_overlay(load_image(view.image), stretch(weights))
             g = weights.shape[0]
             lines.append(f"<p><b>Heat map</b>: each of the {g}×{g} patches is tinted by its complementarity "
-                         f"weight (up to {round(MAX_ALPHA * 100)}% red at weight 1): the redder, the less the "
-                         f"caption covers that region. Mean weight {float(weights.mean()):.2f}.</p>")
+                         f"weight, stretched within this image from none at the lowest "
+                         f"({float(weights.min()):.2f}) to {round(MAX_ALPHA * 100)}% red at the highest "
+                         f"({float(weights.max()):.2f}): the redder, the less the caption covers that region. "
+                         f"Mean weight {float(weights.mean()):.2f}.</p>")
         elif view.image is not None:
             lines.append("<p>Heat map: only CIEA computes complementary-patch weights; this retriever has none.</p>")
         return "".join(lines), picture, self._plot(corpus, retriever, view.position, query)

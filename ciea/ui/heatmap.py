@@ -33,3 +33,11 @@ def patch_overlay(image: Image.Image, weights: np.ndarray, size: int = OVERLAY_S
     alpha = (max_alpha * w[edges][:, edges])[..., None]
     out = base * (1.0 - alpha) + np.asarray(tint, dtype=np.float32) * alpha
     return Image.fromarray(np.rint(out).astype(np.uint8), mode="RGB")
+
+
+def stretch(weights: np.ndarray) -> np.ndarray:
+    """Weights rescaled to [0, 1] within one image, so small differences stay visible (the
+    trained extractor's weights can sit in a narrow band); a flat grid stays flat at 0."""
+    w = np.asarray(weights, dtype=np.float32)
+    span = float(w.max() - w.min()) if w.size else 0.0
+    return (w - w.min()) / span if span > 1e-6 else np.zeros_like(w)
