@@ -230,6 +230,21 @@ def dev_mrr(dev: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: i
     return evaluate_run(qrels, run, ["mrr@10"])["mrr@10"]
 
 
+def _setup(make_head: Callable[[], torch.nn.Module], config: TrainConfig, initial_state: dict | None
+           ) -> tuple[torch.nn.Module, LogitScale, torch.optim.Optimizer, random.Random, torch.device]:
+    """Seeds, then the head (seeded init, or ``initial_state`` when resuming), a learnable
+    temperature and AdamW."""
+    _seed_everything(config.seed)
+    device = torch.device(config.device)
+    head = make_head()
+    if initial_state is not None:
+        head.load_state_dict(initial_state)
+    head, scale = head.to(device), LogitScale().to(device)
+    optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    return head, scale, optimizer, random.Random(config.seed), device
+
+
 # -- dual-encoder alignments ---------------------------------------------------------------
 def _dual_documents(kind: str, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     if kind == "dual-split":
@@ -245,16 +260,8 @@ def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, con
                     progress: bool = True, initial_state: dict | None = None
                     ) -> tuple[torch.nn.Module, dict, list[dict]]:
     """Train the linear image map of a dual encoder; returns the best module by dev MRR@10."""
-    _seed_everything(config.seed)
-    rng = random.Random(config.seed)
-    device = torch.device(config.device)
-    head = TrainedAlignment.for_backbone(backbone)
-    if initial_state is not None:
-        head.load_state_dict(initial_state)
-    head = head.to(device)
-    scale = LogitScale().to(device)
-    optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    head, scale, optimizer, rng, device = _setup(lambda: TrainedAlignment.for_backbone(backbone), config,
+                                                 initial_state)
     query_vecs = torch.as_tensor(backbone.encode_text([p.query for p in train.pairs]), device=device)
     text = torch.as_tensor(train.features.text, device=device)
     pooled = torch.as_tensor(train.features.image.pooled, device=device)
@@ -328,17 +335,8 @@ def encode_ciea_documents(backbone: Backbone, head: CIEAHead, patches: np.ndarra
 def train_ciea(backbone: Backbone, train: Split, dev: Split, config: TrainConfig, progress: bool = True,
                initial_state: dict | None = None) -> tuple[torch.nn.Module, dict, list[dict]]:
     """Train CIEA's projector and extractor through the frozen language model."""
-    _seed_everything(config.seed)
-    rng = random.Random(config.seed)
-    device = torch.device(config.device)
     head_config = CIEAConfig.for_backbone(backbone, use_weights=config.use_weights)
-    head = CIEAHead(head_config)
-    if initial_state is not None:
-        head.load_state_dict(initial_state)
-    head = head.to(device)
-    scale = LogitScale().to(device)
-    optimizer = torch.optim.AdamW([*head.parameters(), *scale.parameters()], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    head, scale, optimizer, rng, device = _setup(lambda: CIEAHead(head_config), config, initial_state)
     for tower in (getattr(backbone, "text_model", None), getattr(backbone, "model", None)):
         for p in tower.parameters() if tower is not None else ():
             p.requires_grad_(False)  # frozen language model: gradients reach the head only
