@@ -1,0 +1,369 @@
+"""BENCHMARKS.md from the harness's JSON: header (machine, date, versions, command, load), one
+table per section, the before/after comparisons, the soak summary and a closing note that lists
+every target with its measured value. Pure functions of the results dict, so they are testable.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.stats import meets
+
+SECTIONS = ("query", "contention", "app", "build", "geometry", "scale")
+FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
+#: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
+VARIANT_PAIRS = (
+    ("[as shipped]", "[CIEA_THREADS=1]", "one torch/FAISS thread (CIEA_THREADS=1)"),
+    ("[as shipped]", "[OMP_WAIT_POLICY=PASSIVE]", "idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE)"),
+    ("[as shipped]", "[CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE]", "both"),
+    ("[as shipped, 1 core busy]", "[CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE, 1 core busy]", "both, one core busy"),
+    ("(cold)", "(cold), text encoded once for all", "one text-tower pass shared by the retrievers (simulated)"),
+)
+LOAD_LIMIT = 2.5
+
+
+def fmt(value: Any) -> str:
+    """A table cell: numbers to at most 4 significant digits, None as a dash, pipes escaped."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value == 0:
+            return "0"
+        magnitude = abs(value)
+        if magnitude >= 1000:
+            return f"{value:,.0f}"
+        if magnitude >= 100:
+            return f"{value:.0f}"
+        if magnitude >= 10:
+            return f"{value:.1f}"
+        if magnitude >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(columns: list[str], rows: Iterable[Iterable[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def figure_rows(figures: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[f["name"], f.get("n"), f.get("median"), f.get("p95"), f.get("iqr"), f.get("min"), f.get("max"),
+             f["unit"], f.get("note", "")] for f in figures]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One figure before and after a change (same measurement, one variant apart)."""
+
+    change: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    @property
+    def speedup(self) -> float | None:
+        b, a = self.before.get("median"), self.after.get("median")
+        return b / a if b and a else None
+
+
+def comparisons(figures: list[dict[str, Any]], pairs=VARIANT_PAIRS) -> list[Comparison]:
+    """Figures whose names differ only by a (before, after) tag pair, matched up."""
+    by_name = {f["name"]: f for f in figures}
+    out = []
+    for before_tag, after_tag, change in pairs:
+        for name, fig in by_name.items():
+            if before_tag in name and not name.endswith(after_tag):
+                twin = by_name.get(name.replace(before_tag, after_tag))
+                if twin is not None and twin is not fig and "median" in fig and "median" in twin:
+                    out.append(Comparison(change, fig, twin))
+    return out
+
+
+def thread_comparisons(figures: list[dict[str, Any]], shipped: int) -> list[Comparison]:
+    """Query-path figures at the shipped thread count against one thread."""
+    if shipped == 1:
+        return []
+    tag = f"[{shipped} threads]"
+    return comparisons(figures, ((tag, "[1 thread]", f"torch/FAISS threads {shipped} -> 1 (in process)"),))
+
+
+def all_figures(results: dict[str, Any]) -> list[dict[str, Any]]:
+    sections = results.get("sections", {})
+    out = []
+    for name in SECTIONS:
+        section = sections.get(name) or {}
+        out += section.get("figures", []) + section.get("gpu_figures", [])
+    return out
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    target: str
+    figure: str
+    measured: str
+    met: bool | None
+
+
+def target_rows(results: dict[str, Any]) -> list[TargetRow]:
+    """Every figure that carries a target, with its measured value and verdict, grouped by target."""
+    rows = []
+    for fig in all_figures(results):
+        goal = (fig.get("extra") or {}).get("target")
+        if not goal:
+            continue
+        if "median" not in fig:
+            rows.append(TargetRow(goal["label"], fig["name"], "not measured", None))
+            continue
+        measured = f"p50 {fmt(fig['median'])} {fig['unit']}"
+        if "p95_max" in goal:
+            measured += f", p95 {fmt(fig['p95'])} {fig['unit']}"
+        for key in goal.get("minimums", {}):
+            measured += f", {key} {fmt((fig.get('extra') or {}).get(key))}"
+        rows.append(TargetRow(goal["label"], fig["name"], measured, meets(fig)))
+    return sorted(rows, key=lambda r: r.target)
+
+
+def header(meta: dict[str, Any]) -> str:
+    machine = meta.get("machine", {})
+    versions = meta.get("versions", {})
+    load_start, load_end = meta.get("loadavg_start"), meta.get("loadavg_end")
+    lines = [
+        "# Benchmarks",
+        "",
+        (f"Generated by `{meta.get('command', 'python -m benchmarks.run')}` on {meta.get('date', '?')} "
+        f"({meta.get('mode', '?')} mode, {fmt(meta.get('wall_s'))} s wall). Regenerate it with the same command; "
+        "`python -m benchmarks.run --quick` prints the same figures in under 5 minutes without writing this file."),
+        "",
+    ]
+    warning = load_warning(meta)
+    if warning:
+        lines += [f"> **{warning}**", ""]
+    lines += [
+        table(["", ""], [
+            ["machine", (f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
+                        f"{fmt(machine.get('memory_gb'))} GB memory; {machine.get('platform', '')}")],
+            ["GPU", machine.get("gpu") or "none"],
+            ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
+            ["code", meta.get("git", "?")],
+            ["environment", ", ".join(f"{k}={v}" for k, v in (meta.get("environment") or {}).items()) or "defaults"],
+            ["load average (1 min) at start / end", f"{fmt(load_start)} / {fmt(load_end)}"],
+            ["sections", ", ".join(meta.get("sections", []))],
+        ]),
+        "",
+        ("Every figure is measured after warm-up over repeated runs: **n** runs, their **median**, nearest-rank "
+        "**p95**, the interquartile range (**IQR**, the spread) and the extremes. n = 1 marks a measurement too "
+        "expensive to repeat in this mode. Targets and their verdicts close the file."),
+    ]
+    return "\n".join(lines)
+
+
+def load_warning(meta: dict[str, Any]) -> str | None:
+    """The prominent warning when the machine was busy (load average above the limit)."""
+    start, end = meta.get("loadavg_start"), meta.get("loadavg_end")
+    busy = [v for v in (start, end) if v is not None and v > LOAD_LIMIT]
+    if not busy:
+        return None
+    waited = meta.get("waited_for_load_s")
+    how = f" after waiting {fmt(waited)} s for it to drop" if waited else ""
+    return (f"The machine was busy during this run (1-minute load average {fmt(start)} at start, {fmt(end)} at end, "
+            f"on {meta.get('machine', {}).get('cores', '?')} cores{how}): other jobs shared the CPU, so latencies "
+            "are pessimistic and noisier than on an idle machine.")
+
+
+def section_markdown(key: str, section: dict[str, Any]) -> str:
+    parts = [f"## {section.get('title', key)}", ""]
+    if section.get("error"):
+        parts += [f"**This section failed:** `{section['error']}`", ""]
+    for note in section.get("notes", []):
+        parts.append(f"- {note}")
+    if section.get("notes"):
+        parts.append("")
+    if key in ("query", "app") and section.get("retrievers"):
+        ready = "; ".join(f"{c}: {', '.join(names) or 'none'}" for c, names in section["retrievers"].items())
+        parts += [f"Retrievers measured (ready at run time): {ready}.", ""]
+    unavailable = {c: u for c, u in (section.get("unavailable") or {}).items() if u}
+    if unavailable:
+        parts += ["Unavailable at run time (not measured): " + "; ".join(
+            f"{c}: {', '.join(sorted(u))}" for c, u in unavailable.items()) + ".", ""]
+    if section.get("figures"):
+        parts += [table(FIGURE_COLUMNS, figure_rows(section["figures"])), ""]
+    if section.get("table"):
+        parts += [table(section["columns"], section["table"]), ""]
+    if section.get("chosen"):
+        parts += [("Chosen index per size (exact Flat if its p50 is within 5 ms, else the best recall among "
+                  "settings with p50 <= 5 ms and Recall@10 >= 0.95):"), ""]
+        parts += [table(["n", "index", "setting", "p50 ms", "Recall@10", "index MB"],
+                        [[n, c["index"], c["params"] or "-", c["p50_ms"], c["recall10"], c["index_mb"]]
+                         if c else [n, "none met the bounds", "-", "-", "-", "-"]
+                         for n, c in section["chosen"].items()]), ""]
+    if section.get("gpu_figures"):
+        parts += ["GPU rows:", "", table(FIGURE_COLUMNS, figure_rows(section["gpu_figures"])), ""]
+    if key == "app" and section.get("soak"):
+        parts += soak_markdown(section["soak"])
+    return "\n".join(parts)
+
+
+def soak_markdown(soak: dict[str, Any]) -> list[str]:
+    keys = ["clients", "requests", "wall_s", "errors", "p50_s", "p95_s", "max_s", "throughput_rps", "rss_warm_mb",
+            "rss_end_mb", "growth_pct", "server_answers_after", "ok"]
+    return ["### Soak (benchmarks.soak.run_soak against the same process)", "",
+            table(["measure", "value"], [[k, soak.get(k)] for k in keys if k in soak]), "",
+            "Soak targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in soak.get("targets", {}).items()),
+            ""]
+
+
+#: Figures worth a before/after row (the rest of a variant's figures are in its own section).
+KEY_FIGURES = ("encode + search (cold)", "search handler (cold)", "core busy", "cold (distinct queries)",
+               "cold, plain HTTP", "first /search answer", "peak RSS", "tower on cpu", "peer: open_clip")
+
+
+def key_comparisons(results: dict[str, Any]) -> list[Comparison]:
+    """Before/after pairs of the figures that matter, thread experiment first."""
+    figures = all_figures(results)
+    shipped = (results.get("sections", {}).get("query") or {}).get("thread_counts", [1])[0]
+    found = thread_comparisons(figures, shipped) + comparisons(figures)
+    return [c for c in found if any(key in c.before["name"] for key in KEY_FIGURES)]
+
+
+def comparison_markdown(results: dict[str, Any]) -> str:
+    found = key_comparisons(results)
+    lines = ["## Before / after", ""]
+    if not found:
+        return "\n".join(lines + ["No variant pairs were measured in this run.", ""])
+    lines += ["Each row is one figure measured twice, one setting apart; > 1 means the change is faster.", ""]
+    lines += [table(["change", "figure (before)", "before p50", "after p50", "before p95", "after p95",
+                     "x faster (p50)"],
+                    [[c.change, c.before["name"], c.before["median"], c.after["median"], c.before["p95"],
+                      c.after["p95"], c.speedup] for c in found]), ""]
+    return "\n".join(lines)
+
+
+def setting_of(name: str) -> str:
+    """The setting a figure was measured under: its last [bracketed] tag, else "-"."""
+    tags = re.findall(r"\[([^\]]+)\]", name)
+    return tags[-1] if tags else "-"
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """One target under one setting: how many figures, the worst of them and the verdict."""
+
+    target: str
+    setting: str
+    figures: int
+    worst: str
+    met: bool | None
+
+
+def target_summary(results: dict[str, Any]) -> list[TargetSummary]:
+    """Targeted figures grouped by target (alphabetically) and setting (in run order: as shipped first)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for fig in all_figures(results):
+        goal = (fig.get("extra") or {}).get("target")
+        if goal:
+            groups.setdefault((goal["label"], setting_of(fig["name"])), []).append(fig)
+    order = {key: i for i, key in enumerate(groups)}
+    out = []
+    for (label, setting), figs in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0]])):
+        measured = [f for f in figs if "median" in f]
+        if not measured:
+            out.append(TargetSummary(label, setting, len(figs), "not measured", None))
+            continue
+        unit = measured[0]["unit"]
+        worst = f"p50 {fmt(max(f['median'] for f in measured))} {unit}"
+        if any("p95_max" in (f["extra"]["target"]) for f in measured):
+            worst += f", p95 {fmt(max(f['p95'] for f in measured))} {unit}"
+        for key in measured[0]["extra"]["target"].get("minimums", {}):
+            worst += f", {key} {fmt(min((f.get('extra') or {}).get(key, 0) for f in measured))}"
+        verdicts = [meets(f) for f in figs]
+        out.append(TargetSummary(label, setting, len(figs), worst, None if None in verdicts else all(verdicts)))
+    return out
+
+
+def conclusions(results: dict[str, Any]) -> list[str]:
+    """Plain sentences drawn from the measured figures (never written by hand, so never stale)."""
+    out = []
+    scale = results.get("sections", {}).get("scale") or {}
+    for n, chosen in (scale.get("chosen") or {}).items():
+        if chosen:
+            out.append(f"Index at n = {int(n):,}: {chosen['index']}"
+                       f"{' with ' + chosen['params'] if chosen['params'] else ''} (p50 {fmt(chosen['p50_ms'])} ms, "
+                       f"Recall@10 {fmt(chosen['recall10'])}).")
+        else:
+            out.append(f"At n = {int(n):,} no measured index met p50 <= 5 ms with Recall@10 >= 0.95.")
+    for c in key_comparisons(results):
+        if c.speedup and any(key in c.before["name"] for key in ("core busy", "search handler (cold)")) \
+                and not (c.change.startswith("torch/FAISS threads") and "encoded once" in c.before["name"]):
+            out.append(f"{c.change}: {c.before['name']}: p50 {fmt(c.before['median'])} -> "
+                       f"{fmt(c.after['median'])} {c.before['unit']}, p95 {fmt(c.before['p95'])} -> "
+                       f"{fmt(c.after['p95'])} {c.before['unit']}.")
+    return out
+
+
+def closing_note(results: dict[str, Any]) -> str:
+    verdict = {True: "met", False: "MISSED", None: "-"}
+    lines = ["## Closing note: targets", ""]
+    summary = target_summary(results)
+    if not summary:
+        return "\n".join(lines + ["No targeted figure was measured in this run.", ""])
+    lines += [("Each target under each setting it was measured in, with the worst of its figures (all corpora "
+               "and retrievers); the per-figure list follows."), ""]
+    lines += [table(["target", "setting", "figures", "worst measured", "verdict"],
+                    [[t.target, t.setting, t.figures, t.worst, verdict[t.met]] for t in summary]), ""]
+    found = conclusions(results)
+    if found:
+        lines += ["Defaults and the changes that matter, from the figures above:", ""]
+        lines += [f"- {note}" for note in found] + [""]
+    rows = target_rows(results)
+    lines += ["<details><summary>Every targeted figure</summary>", "",
+              table(["target", "figure", "measured", "verdict"],
+                    [[r.target, r.figure, r.measured, verdict[r.met]] for r in rows]), "", "</details>"]
+    return "\n".join(lines + [""])
+
+
+#: What the profile showed and what it asks to change. No figures here: the tables below hold them,
+#: and "as shipped" rows measure the code at the commit named in the header.
+PREFACE = """## What the profile shows
+
+1. **OpenMP threads spin on a shared CPU.** `ciea.config.configure_threads` gives torch and FAISS every
+   core (2 here). When another process holds a core, each of the many small parallel regions of a
+   one-query MiniLM forward waits for a descheduled, spinning thread. On an idle machine two threads are
+   somewhat faster; with one core busy they are many times slower: compare the `[2 threads]` and
+   `[1 thread]` rows of the query section, the contention section (which holds a core on purpose) and the
+   app's `1 core busy` variants. Fix proposed (in `ciea/`, owned elsewhere): the serving process uses one
+   torch/FAISS thread (a query is tiny; concurrency comes from Gradio's workers) and
+   `OMP_WAIT_POLICY=PASSIVE` is set before torch is imported, so that batch work keeps both cores without
+   the collapse. Until then, `CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE python app.py` does the same.
+2. **Every retriever encodes the same query again.** text-dense, dual-split, dual-fused, dual-gcl and ciea
+   all call the same text tower on the same text: one identical forward per retriever. Fix proposed:
+   memoise the text tower per text (the `text encoded once for all` rows simulate it).
+3. **gradio_client polls.** Its result loop sleeps 50 ms between checks, so every `client.predict` pays a
+   floor that a browser (push events) does not; the plain HTTP + SSE rows show the server-side cost.
+4. **POT's sliced W2 is general-purpose.** For two equal-size uniform samples the 1-D optimal coupling is
+   the sorted order, so sorting the projections gives the same value (to rounding) several times faster
+   (geometry section, `sorted projections` row).
+5. **Index type by size.** Exact `Flat` search is the default and stays right for the shipped corpora
+   (about 3,000 vectors); the scale section says where it stops meeting 5 ms and which approximate index
+   and setting to use beyond (the rule is under its table; the choices are in the closing note).
+"""
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole BENCHMARKS.md."""
+    parts = [header(results.get("meta", {})), "", PREFACE]
+    sections = results.get("sections", {})
+    for key in SECTIONS:
+        if key in sections:
+            parts += [section_markdown(key, sections[key]), ""]
+    parts += [comparison_markdown(results), closing_note(results)]
+    return "\n".join(parts).rstrip() + "\n"

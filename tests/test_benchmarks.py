@@ -1,0 +1,202 @@
+"""The benchmark harness's own logic: statistics, targets, pairing of before/after figures,
+index choice, synthetic data and the BENCHMARKS.md rendering. No timing is asserted."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import report
+from benchmarks.bench_geometry import sorted_sliced_w2
+from benchmarks.bench_scale import (
+    ScaleRow,
+    choose_default,
+    clustered_vectors,
+    ivf_lists,
+    numpy_search,
+)
+from benchmarks.run import wait_for_quiet
+from benchmarks.stats import (
+    figure,
+    median,
+    meets,
+    rate,
+    recall_at_k,
+    summarise,
+    target,
+    time_calls,
+)
+
+
+def test_summary_of_one_to_ten_by_hand():
+    s = summarise([7, 3, 10, 1, 5, 2, 9, 4, 8, 6])
+    # nearest rank: p25 = 3rd of 10, p75 = 8th, p95 = ceil(9.5) = 10th
+    assert (s.n, s.median, s.p25, s.p75, s.p95, s.min, s.max) == (10, 5.5, 3, 8, 10, 1, 10)
+    assert s.mean == 5.5 and s.iqr == 5
+
+
+def test_median_odd_and_single_and_refusals():
+    assert median([3, 1, 2]) == 2
+    single = summarise([4.0])
+    assert single.median == single.p95 == single.min == single.max == 4.0 and single.iqr == 0
+    with pytest.raises(ValueError):
+        summarise([])
+    with pytest.raises(ValueError):
+        summarise([1.0, math.nan])
+
+
+def test_time_calls_runs_warmups_untimed_then_each_index_once():
+    calls = []
+    times = time_calls(calls.append, repeats=3, warmup=2)
+    assert calls == [-1, -2, 0, 1, 2]
+    assert len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_rate_and_recall_by_hand():
+    assert rate(10, 2.0) == 5.0
+    with pytest.raises(ValueError):
+        rate(1, 0.0)
+    # query 1 finds 2 of its 3 true neighbours, query 2 none (-1 is FAISS's "no result")
+    assert recall_at_k([[1, 2, 3], [4, -1, 6]], [[1, 2, 9], [7, 8, 9]], 3) == pytest.approx((2 / 3 + 0) / 2)
+    with pytest.raises(ValueError):
+        recall_at_k([[1]], [], 1)
+
+
+def test_figure_json_and_target_verdicts():
+    fast = figure("search", [100, 120, 140, 160, 600], "ms", target=target("p50 <= 250, p95 <= 500",
+                                                                            median_max=250, p95_max=500)).to_json()
+    assert fast["median"] == 140 and fast["p95"] == 600 and fast["iqr"] == 40
+    assert meets(fast) is False  # median fine, p95 over
+    ok = figure("x", [1.0, 2.0], "ms", recall10=0.96, target=target("t", median_max=5, recall10=0.95)).to_json()
+    assert meets(ok) is True
+    low = figure("x", [1.0, 2.0], "ms", recall10=0.9, target=target("t", median_max=5, recall10=0.95)).to_json()
+    assert meets(low) is False
+    assert meets(figure("no target", [1.0], "ms").to_json()) is None
+    assert "median" not in figure("unmeasured", [], "ms").to_json()
+
+
+def test_setting_is_the_last_bracketed_tag():
+    assert report.setting_of("/search stamps [as shipped]: cold") == "as shipped"
+    assert report.setting_of("a [x] b [2 threads]: c") == "2 threads"
+    assert report.setting_of("query at n = 1e6") == "-"
+
+
+def test_comparisons_pair_variants_and_compute_speedup():
+    figures = [
+        {"name": "a [2 threads]: encode", "median": 80.0, "p95": 90.0, "unit": "ms"},
+        {"name": "a [1 thread]: encode", "median": 20.0, "p95": 30.0, "unit": "ms"},
+        {"name": "b [2 threads]: lonely", "median": 1.0, "p95": 1.0, "unit": "ms"},
+    ]
+    pairs = report.thread_comparisons(figures, shipped=2)
+    assert len(pairs) == 1 and pairs[0].after["name"] == "a [1 thread]: encode"
+    assert pairs[0].speedup == 4.0
+    assert report.thread_comparisons(figures, shipped=1) == []
+
+
+def test_fmt_and_table_escape_and_round():
+    assert report.fmt(None) == "-" and report.fmt(True) == "yes" and report.fmt(float("nan")) == "-"
+    assert report.fmt(1234.4) == "1,234"
+    assert report.fmt(12.345) == "12.3" and report.fmt(0.012345) == "0.0123"
+    md = report.table(["a", "b"], [["x|y", 1.5]])
+    assert md.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1.50 |"]
+
+
+def results_fixture(load: float) -> dict:
+    slow = figure("/search stamps, 4 retrievers [as shipped]: cold (distinct queries)", [300.0, 320.0, 900.0], "ms",
+                  target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500)).to_json()
+    fixed = figure("/search stamps, 4 retrievers [CIEA_THREADS=1]: cold (distinct queries)", [100.0, 150.0], "ms",
+                   target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500)).to_json()
+    return {
+        "meta": {"date": "2026-01-01T00:00:00+00:00", "mode": "full", "command": "python -m benchmarks.run",
+                 "machine": {"cpu": "Test CPU", "cores": 2, "memory_gb": 8.0}, "versions": {"python": "3.11"},
+                 "loadavg_start": load, "loadavg_end": 1.0, "wall_s": 10.0, "sections": ["app", "scale"]},
+        "sections": {
+            "app": {"title": "The app", "figures": [slow, fixed], "retrievers": {"stamps": ["text-dense"]}},
+            "scale": {"title": "Scale", "figures": [], "columns": ["data", "n"], "table": [["clustered", "1e6"]],
+                      "chosen": {"1000000": {"index": "IVF1024,Flat", "params": "nprobe=16", "p50_ms": 1.5,
+                                             "recall10": 0.99, "index_mb": 1500.0}}},
+        },
+    }
+
+
+def test_render_has_header_sections_comparison_and_verdicts():
+    md = report.render(results_fixture(load=1.2))
+    assert md.startswith("# Benchmarks\n")
+    assert "Test CPU, 2 cores" in md and "The machine was busy" not in md
+    assert "## The app" in md and "Retrievers measured (ready at run time): stamps: text-dense." in md
+    assert "| clustered | 1e6 |" in md and "| 1000000 | IVF1024,Flat | nprobe=16 |" in md
+    before_after = md.split("## Before / after")[1].split("## Closing note")[0]
+    assert "one torch/FAISS thread" in before_after and "| 2.56 |" in before_after  # 320 / median(100, 150)
+    summary = md.split("## Closing note: targets")[1].split("<details>")[0]
+    assert "| /search p50 <= 250 ms, p95 <= 500 ms | as shipped | 1 | p50 320 ms, p95 900 ms | MISSED |" in summary
+    assert "| /search p50 <= 250 ms, p95 <= 500 ms | CIEA_THREADS=1 | 1 | p50 125 ms, p95 150 ms | met |" in summary
+    assert "- Index at n = 1,000,000: IVF1024,Flat with nprobe=16 (p50 1.50 ms, Recall@10 0.99)." in summary
+    details = md.split("<details>")[1]
+    assert details.count("MISSED") == 1 and details.count("| met |") == 1
+
+
+def test_render_warns_prominently_on_a_busy_machine():
+    md = report.render(results_fixture(load=6.5))
+    assert "> **The machine was busy" in md and "6.50 at start" in md
+
+
+def test_wait_for_quiet_polls_until_quiet_or_deadline():
+    readings = iter([5.0, 4.0, 2.0, 9.0])
+    slept = []
+    assert wait_for_quiet(2.5, 600, poll_s=30, read=lambda: next(readings), sleep=slept.append) == 60
+    assert slept == [30, 30]
+    assert wait_for_quiet(2.5, 90, poll_s=30, read=lambda: 9.0, sleep=lambda s: None) == 90
+
+
+def row(index: str, p50: float, recall: float, n: int = 1_000_000, mb: float = 100.0) -> ScaleRow:
+    return ScaleRow("clustered", n, index, "", None, mb, p50, p50, 0.0, recall, 10)
+
+
+def test_choose_default_prefers_exact_then_best_recall_within_half_the_budget():
+    rows = [row("Flat", 80.0, 1.0), row("numpy brute force", 60.0, 1.0), row("HNSW32", 0.5, 0.93),
+            row("IVF,Flat nprobe=8", 1.0, 0.96), row("IVF,Flat nprobe=16", 2.0, 0.99), row("IVF,Flat nprobe=32", 4.0, 1.0)]
+    assert choose_default(rows, 1_000_000).index == "IVF,Flat nprobe=16"  # nprobe=32 is over 2.5 ms
+    ties = [row("IVF nprobe=4", 0.6, 1.0), row("IVF nprobe=8", 1.1, 1.0), row("IVF nprobe=16", 2.1, 0.9996)]
+    assert choose_default(ties, 1_000_000).index == "IVF nprobe=16"  # equal recall: the one that probes more
+    assert choose_default([row("Flat", 3.0, 1.0, n=10), row("HNSW32", 0.1, 0.99, n=10)], 10).index == "Flat"
+    assert choose_default([row("HNSW32", 0.1, 0.5)], 1_000_000) is None
+
+
+def test_ivf_lists_follow_four_sqrt_n_capped():
+    assert ivf_lists(10_000) == 512  # 4 * 100 = 400 -> 2^9
+    assert ivf_lists(100_000) == 1024  # 4 * 316 = 1265 -> 2^10
+    assert ivf_lists(1_000_000) == 1024  # 4000 -> 4096, capped
+
+
+def test_clustered_vectors_are_unit_rows_seeded_and_clustered():
+    a = clustered_vectors(3000, 10, d=32, seed=1)
+    assert a.shape == (3000, 32) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(a, clustered_vectors(3000, 10, d=32, seed=1))
+    # clustered: a point's best neighbour is far closer than a random point (random unit vectors in
+    # 32-d have cosine about 0 +- 0.18)
+    sims = a[:50] @ a.T
+    np.fill_diagonal(sims[:, :50], -1)
+    assert np.median(sims.max(axis=1)) > 0.5
+
+
+def test_numpy_search_returns_top_k_by_dot_product():
+    data = np.array([[1, 0], [0, 1], [0.6, 0.8], [-1, 0]], dtype=np.float32)
+    assert numpy_search(data, np.array([1.0, 0.0], np.float32), k=2).tolist() == [0, 2]
+
+
+def test_sorted_sliced_w2_of_a_translated_cloud_is_the_projected_shift():
+    """For Y = X + c every projection moves by theta.c, so SW2 = sqrt(mean_theta (theta.c)^2)."""
+    import ot
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 8))
+    c = np.arange(8, dtype=np.float64) / 10
+    theta = ot.sliced.get_random_projections(8, 64, 3)
+    expected = math.sqrt(np.mean((c @ theta) ** 2))
+    assert sorted_sliced_w2(x, x + c, n_projections=64, seed=3) == pytest.approx(expected, rel=1e-12)
+    from ciea.geometry import sliced_wasserstein
+
+    assert sliced_wasserstein(x, x + c, n_projections=64, seed=3) == pytest.approx(expected, rel=1e-9)
