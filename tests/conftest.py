@@ -69,7 +69,7 @@ def tiny_settings(tmp_path_factory) -> Settings:
         docs.append(Document(doc_id, text, rel, doc_id.split("/")[0]))
     Corpus("tiny", corpus_dir, docs).save()
     return dataclasses.replace(Settings(), backbone="bundled", assets_dir=root / "assets",
-                               indexes_dir=root / "indexes")
+                               indexes_dir=root / "indexes", cache_dir=root / "cache")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from ciea.backbones.base import Backbone, BackboneLoadError, ImageFeatures, Toke
 from ciea.images import square_rgb
 
 RANDOM_WEIGHTS = ("none", "random")
+RANDOM_WEIGHTS_SEED = 0
 
 
 class OpenClipBackbone(Backbone):
@@ -30,9 +31,13 @@ class OpenClipBackbone(Backbone):
         try:
             import open_clip
 
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, device=self.device, weights_only=True
-            )
+            # Random weights come from a fixed seed (without touching the caller's RNG), so every
+            # process builds the same model: cached features and built indexes stay valid.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_WEIGHTS_SEED)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, device=self.device, weights_only=True
+                )
             self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:  # offline hub fetch, unknown model, bad checkpoint...
             hint = (
