@@ -62,10 +62,20 @@ def backbone_slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec).strip("-.")[:120] or "backbone"
 
 
-def configure_threads(n: int | None = None) -> int:
-    """Set torch and FAISS thread counts once, explicitly (they fight otherwise)."""
+#: Threads per process when serving queries (the app, the search service). A query is a tiny
+#: forward pass; concurrency comes from Gradio's workers, and with two OpenMP threads per query a
+#: second busy process makes every query wait for a descheduled, spinning thread (10x slower in
+#: BENCHMARKS.md's contention section). Batch work (build, train) keeps every core.
+SERVING_THREADS = 1
+
+
+def configure_threads(n: int | None = None, default: int | None = None) -> int:
+    """Set torch and FAISS thread counts once, explicitly (they fight otherwise).
+
+    ``n`` if given, else $CIEA_THREADS, else ``default``, else every core.
+    """
     if n is None:
-        n = int(os.environ.get(THREADS_ENV, "0") or 0) or (os.cpu_count() or 1)
+        n = int(os.environ.get(THREADS_ENV, "0") or 0) or default or (os.cpu_count() or 1)
     import faiss  # imported before torch on purpose: both ship an OpenMP runtime
     import torch
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ciea.backbones import Backbone, load_backbone
-from ciea.config import DEFAULT_K, Settings, configure_threads
+from ciea.config import DEFAULT_K, SERVING_THREADS, Settings, configure_threads
 from ciea.data.materialise import document_image
 from ciea.data.schema import (
     Corpus,
@@ -150,7 +150,7 @@ class SearchService:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        configure_threads()
+        configure_threads(default=SERVING_THREADS)
         self._lock = threading.Lock()
         self._backbone: Backbone | None = None
         self._states_lock = threading.Lock()
@@ -161,7 +161,7 @@ class SearchService:
         self._query_sets: dict[tuple[str, str], tuple[list[Query], dict[str, dict[str, int]]]] = {}
         self._positions: dict[str, dict[str, int]] = {}
         # Per-instance caches (a cache on the method would keep every service alive).
-        self._query_vector = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
+        self._text_vector = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text)
         self._patch_weights = functools.lru_cache(maxsize=PATCH_CACHE_SIZE)(self._compute_patch_weights)
 
     # -- loading ---------------------------------------------------------------------
@@ -256,8 +256,14 @@ class SearchService:
         return states[name]
 
     # -- querying --------------------------------------------------------------------
-    def _encode_query(self, corpus: str, name: str, text: str) -> np.ndarray:
-        return self.retriever(corpus, name).retriever.encode_queries([text])[0]
+    def _encode_text(self, text: str) -> np.ndarray:
+        """The backbone's vector for a query text: computed once, shared by every retriever."""
+        vector = self.backbone.encode_text([text])[0]
+        vector.setflags(write=False)
+        return vector
+
+    def _query_vector(self, corpus: str, name: str, text: str) -> np.ndarray:
+        return self.retriever(corpus, name).retriever.text_queries(self._text_vector(text)[None, :])[0]
 
     def search(self, query: str, corpus: str, retrievers: Sequence[str] | None = None,
                k: int = DEFAULT_K) -> SearchResponse:
@@ -332,6 +338,7 @@ class SearchService:
         notices: list[str] = []
         skipped: dict[str, str] = {}
         results: dict[str, list[ResultRow]] = {}
+        features = None  # the image tower runs once, for the first retriever that needs it
         for name in names:
             state = self.retriever(corpus, name)
             if not state.ready:
@@ -340,7 +347,8 @@ class SearchService:
             elif not state.retriever.supports_image_queries:
                 notices.append(f"{name} takes text queries only ({state.retriever.towers()}).")
             else:
-                vector = state.retriever.encode_image_queries([picture])
+                features = features or self.backbone.encode_images([picture])
+                vector = state.retriever.image_queries(features)
                 hits = state.index.search(np.asarray(vector, dtype=np.float32), k)[0]
                 results[name] = [self._row(docs, rank, h.doc_id, h.score, None) for rank, h in enumerate(hits, 1)]
         if not results and not notices:

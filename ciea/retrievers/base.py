@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ciea.backbones import Backbone
+from ciea.backbones import Backbone, ImageFeatures
 from ciea.data.schema import Corpus
 from ciea.features import CorpusFeatures
 
@@ -41,15 +41,26 @@ class Retriever(ABC):
     def towers(self) -> str:
         """Which towers (and heads) produce this retriever's vectors, in plain words."""
 
-    @abstractmethod
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """(Q, dim) query vectors."""
+        return self.text_queries(self.backbone.encode_text(list(texts)))
+
+    def text_queries(self, text_vectors: np.ndarray) -> np.ndarray:
+        """Query vectors from the backbone's text vectors. The backbone pass is the costly
+        part and the same for every retriever, so the service runs it once per query."""
+        return text_vectors
 
     @abstractmethod
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         """(N, dim) document vectors in corpus order."""
 
     def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(Q, dim) query vectors for images (retrievers with ``supports_image_queries``)."""
+        return self.image_queries(self.backbone.encode_images(list(images)))
+
+    def image_queries(self, features: ImageFeatures) -> np.ndarray:
+        """Query vectors from the backbone's image features (shared across retrievers, like
+        :meth:`text_queries`)."""
         raise NotImplementedError(f"{self.name} does not take image queries")
 
     def image_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ciea.backbones import Backbone, l2_normalize
+from ciea.backbones import Backbone, ImageFeatures, l2_normalize
 from ciea.checkpoints import Checkpoint, load_checkpoint
 from ciea.config import Settings
 from ciea.data.schema import Corpus
@@ -188,9 +188,6 @@ class CIEARetriever(Retriever):
                 f"{self.backbone.image_tower} through a trained projector and complementary "
                 "extractor; caption]")
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.backbone.encode_text(list(texts))
-
     @torch.inference_mode()
     def encode_patches(self, patches: np.ndarray, captions: Sequence[str], with_caption: bool = True
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -221,9 +218,8 @@ class CIEARetriever(Retriever):
         vectors[rows] = self.encode_patches(features.image.patches[rows], captions, with_caption=False)[0]
         return vectors
 
-    def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
-        patches = self.backbone.encode_images(list(images)).patches
-        return self.encode_patches(patches, [""] * len(patches), with_caption=False)[0]
+    def image_queries(self, features: ImageFeatures) -> np.ndarray:
+        return self.encode_patches(features.patches, [""] * len(features.patches), with_caption=False)[0]
 
     def patch_weights(self, images: Sequence[Image.Image], captions: Sequence[str]) -> np.ndarray:
         """(B, g, g) complementarity weights in [0, 1]: high where the caption misses the image."""

@@ -13,12 +13,9 @@ manifest records which, by checkpoint hash.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
-from PIL import Image
 
-from ciea.backbones import Backbone, l2_normalize
+from ciea.backbones import Backbone, ImageFeatures, l2_normalize
 from ciea.checkpoints import Checkpoint, CheckpointError, load_checkpoint
 from ciea.config import Settings
 from ciea.data.schema import Corpus
@@ -68,20 +65,14 @@ class DualEncoderRetriever(Retriever):
         image = self.alignment(features.image) * features.has_image[:, None]
         return features.text, image.astype(np.float32)
 
-    def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._query_vectors(self.alignment(self.backbone.encode_images(list(images))))
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._query_vectors(self.backbone.encode_text(texts))
-
-    def _query_vectors(self, q: np.ndarray) -> np.ndarray:
-        return q
+    def image_queries(self, features: ImageFeatures) -> np.ndarray:
+        return self.text_queries(self.alignment(features))
 
     def text_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
-        return self._query_vectors(features.text)
+        return self.text_queries(features.text)
 
     def image_side(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
-        return self._query_vectors(self.alignment(features.image))
+        return self.text_queries(self.alignment(features.image))
 
 
 class DualSplitRetriever(DualEncoderRetriever):
@@ -92,7 +83,7 @@ class DualSplitRetriever(DualEncoderRetriever):
     def dim(self) -> int:
         return 2 * self.backbone.text_dim
 
-    def _query_vectors(self, q: np.ndarray) -> np.ndarray:
+    def text_queries(self, q: np.ndarray) -> np.ndarray:
         return (np.concatenate([q, q], axis=1) / np.sqrt(2.0)).astype(np.float32)
 
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:

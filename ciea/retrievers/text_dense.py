@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from ciea.data.schema import Corpus
@@ -21,9 +19,6 @@ class TextDenseRetriever(Retriever):
 
     def towers(self) -> str:
         return f"text: {self.backbone.text_tower}; images ignored"
-
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.backbone.encode_text(texts)
 
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         return features.text
