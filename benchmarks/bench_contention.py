@@ -26,10 +26,10 @@ HOG = "while True:\n    pass\n"
 PROBE_TIMEOUT_S = 600
 #: Variables a setting may set; removed from the inherited environment so "as shipped" means defaults.
 CONTROLLED = ("CIEA_THREADS", "OMP_WAIT_POLICY", "OMP_NUM_THREADS")
-SHIPPED = ("as shipped", {})
-ONE_THREAD = ("CIEA_THREADS=1", {"CIEA_THREADS": "1"})
-PASSIVE = ("OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"})
-BOTH = ("CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE", {"CIEA_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"})
+SHIPPED = ("as shipped", {})  # one thread: ciea.config.SERVING_THREADS
+EVERY_CORE = ("every core", {"CIEA_THREADS": str(os.cpu_count() or 1)})  # the serving default before
+PASSIVE = ("every core, OMP_WAIT_POLICY=PASSIVE", {"CIEA_THREADS": str(os.cpu_count() or 1),
+                                                    "OMP_WAIT_POLICY": "PASSIVE"})
 
 
 @dataclass
@@ -39,8 +39,8 @@ class ContentionConfig:
     hogs: int = 1  # busy-loop processes, each holding one core
 
 
-QUICK = ContentionConfig(queries=4, variants=(SHIPPED, ONE_THREAD))
-FULL = ContentionConfig(queries=20, variants=(SHIPPED, ONE_THREAD, PASSIVE, BOTH))
+QUICK = ContentionConfig(queries=4, variants=(SHIPPED, EVERY_CORE))
+FULL = ContentionConfig(queries=20, variants=(SHIPPED, EVERY_CORE, PASSIVE))
 
 
 def probe(n: int) -> dict[str, Any]:

@@ -16,12 +16,11 @@ from benchmarks.stats import meets
 SECTIONS = ("query", "contention", "app", "build", "geometry", "scale")
 FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
 #: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
+#: "before" tags name the settings the project shipped until the profile below changed them.
 VARIANT_PAIRS = (
-    ("[as shipped]", "[CIEA_THREADS=1]", "one torch/FAISS thread (CIEA_THREADS=1)"),
-    ("[as shipped]", "[OMP_WAIT_POLICY=PASSIVE]", "idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE)"),
-    ("[as shipped]", "[CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE]", "both"),
-    ("[as shipped, 1 core busy]", "[CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE, 1 core busy]", "both, one core busy"),
-    ("(cold)", "(cold), text encoded once for all", "one text-tower pass shared by the retrievers (simulated)"),
+    ("[every core]", "[as shipped]", "one torch/FAISS thread per serving process"),
+    ("[every core, 1 core busy]", "[as shipped, 1 core busy]", "one thread per serving process, one core busy"),
+    ("(cold), text encoded per retriever", "(cold)", "one text-tower pass shared by the retrievers"),
 )
 LOAD_LIMIT = 2.5
 
@@ -89,12 +88,17 @@ def comparisons(figures: list[dict[str, Any]], pairs=VARIANT_PAIRS) -> list[Comp
     return out
 
 
-def thread_comparisons(figures: list[dict[str, Any]], shipped: int) -> list[Comparison]:
-    """Query-path figures at the shipped thread count against one thread."""
-    if shipped == 1:
+def thread_tag(n: int) -> str:
+    return f"[{n} thread{'s' if n > 1 else ''}]"
+
+
+def thread_comparisons(figures: list[dict[str, Any]], thread_counts: list[int]) -> list[Comparison]:
+    """Query-path figures at the other thread count (before) against the shipped one (after)."""
+    if len(thread_counts) < 2:
         return []
-    tag = f"[{shipped} threads]"
-    return comparisons(figures, ((tag, "[1 thread]", f"torch/FAISS threads {shipped} -> 1 (in process)"),))
+    shipped, other = thread_counts[0], thread_counts[1]
+    return comparisons(figures, ((thread_tag(other), thread_tag(shipped),
+                                  f"torch/FAISS threads {other} -> {shipped} (in process)"),))
 
 
 def all_figures(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -182,6 +186,10 @@ def load_warning(meta: dict[str, Any]) -> str | None:
 
 def section_markdown(key: str, section: dict[str, Any]) -> str:
     parts = [f"## {section.get('title', key)}", ""]
+    if section.get("seconds") is not None:
+        load = section.get("loadavg") or [None, None]
+        parts += [(f"*{fmt(section['seconds'])} s; 1-minute load average {fmt(load[0])} at its start, "
+                   f"{fmt(load[1])} at its end.*"), ""]
     if section.get("error"):
         parts += [f"**This section failed:** `{section['error']}`", ""]
     for note in section.get("notes", []):
@@ -230,8 +238,8 @@ KEY_FIGURES = ("encode + search (cold)", "search handler (cold)", "core busy", "
 def key_comparisons(results: dict[str, Any]) -> list[Comparison]:
     """Before/after pairs of the figures that matter, thread experiment first."""
     figures = all_figures(results)
-    shipped = (results.get("sections", {}).get("query") or {}).get("thread_counts", [1])[0]
-    found = thread_comparisons(figures, shipped) + comparisons(figures)
+    counts = (results.get("sections", {}).get("query") or {}).get("thread_counts", [])
+    found = thread_comparisons(figures, counts) + comparisons(figures)
     return [c for c in found if any(key in c.before["name"] for key in KEY_FIGURES)]
 
 
@@ -290,6 +298,11 @@ def target_summary(results: dict[str, Any]) -> list[TargetSummary]:
     return out
 
 
+#: Before/after pairs repeated as sentences in the closing note.
+CONCLUSION_FIGURES = ("search handler (cold)", "SearchService.search, all retrievers", "cold (distinct queries)",
+                      "first /search answer")
+
+
 def conclusions(results: dict[str, Any]) -> list[str]:
     """Plain sentences drawn from the measured figures (never written by hand, so never stale)."""
     out = []
@@ -302,8 +315,8 @@ def conclusions(results: dict[str, Any]) -> list[str]:
         else:
             out.append(f"At n = {int(n):,} no measured index met p50 <= 5 ms with Recall@10 >= 0.95.")
     for c in key_comparisons(results):
-        if c.speedup and any(key in c.before["name"] for key in ("core busy", "search handler (cold)")) \
-                and not (c.change.startswith("torch/FAISS threads") and "encoded once" in c.before["name"]):
+        if c.speedup and any(key in c.before["name"] for key in CONCLUSION_FIGURES) \
+                and not (c.change.startswith("torch/FAISS threads") and "per retriever" in c.before["name"]):
             out.append(f"{c.change}: {c.before['name']}: p50 {fmt(c.before['median'])} -> "
                        f"{fmt(c.after['median'])} {c.before['unit']}, p95 {fmt(c.before['p95'])} -> "
                        f"{fmt(c.after['p95'])} {c.before['unit']}.")
@@ -333,20 +346,21 @@ def closing_note(results: dict[str, Any]) -> str:
 
 #: What the profile showed and what it asks to change. No figures here: the tables below hold them,
 #: and "as shipped" rows measure the code at the commit named in the header.
-PREFACE = """## What the profile shows
+PREFACE = """## What the profile showed, and what changed
 
-1. **OpenMP threads spin on a shared CPU.** `ciea.config.configure_threads` gives torch and FAISS every
-   core (2 here). When another process holds a core, each of the many small parallel regions of a
-   one-query MiniLM forward waits for a descheduled, spinning thread. On an idle machine two threads are
-   somewhat faster; with one core busy they are many times slower: compare the `[2 threads]` and
-   `[1 thread]` rows of the query section, the contention section (which holds a core on purpose) and the
-   app's `1 core busy` variants. Fix proposed (in `ciea/`, owned elsewhere): the serving process uses one
-   torch/FAISS thread (a query is tiny; concurrency comes from Gradio's workers) and
-   `OMP_WAIT_POLICY=PASSIVE` is set before torch is imported, so that batch work keeps both cores without
-   the collapse. Until then, `CIEA_THREADS=1 OMP_WAIT_POLICY=PASSIVE python app.py` does the same.
-2. **Every retriever encodes the same query again.** text-dense, dual-split, dual-fused, dual-gcl and ciea
-   all call the same text tower on the same text: one identical forward per retriever. Fix proposed:
-   memoise the text tower per text (the `text encoded once for all` rows simulate it).
+1. **OpenMP threads spin on a shared CPU.** torch and FAISS used every core (2 here) for every query.
+   When another process holds a core, each of the many small parallel regions of a one-query MiniLM
+   forward waits for a descheduled, spinning thread. On an idle machine two threads are somewhat faster;
+   with one core busy they are many times slower (the contention section holds a core on purpose).
+   **Changed:** the search service now runs one torch/FAISS thread per process (`SERVING_THREADS` in
+   `ciea/config.py`; a query is tiny and concurrency comes from Gradio's workers). With one thread there
+   is no OpenMP worker left to spin, so `OMP_WAIT_POLICY` no longer matters. Build and training keep
+   every core. `[every core]` rows measure the old setting, `[as shipped]` the new one; `CIEA_THREADS=N`
+   overrides it.
+2. **Every retriever encoded the same query again.** text-dense, dual-split, dual-fused, dual-gcl and ciea
+   all run the same text tower on the same text. **Changed:** the service encodes a query text once
+   (cached per text) and each retriever maps that vector into its own space; image queries likewise run
+   the image tower once. The `text encoded per retriever` rows measure the old path.
 3. **gradio_client polls.** Its result loop sleeps 50 ms between checks, so every `client.predict` pays a
    floor that a browser (push events) does not; the plain HTTP + SSE rows show the server-side cost.
 4. **POT's sliced W2 is general-purpose.** For two equal-size uniform samples the 1-D optimal coupling is

@@ -15,6 +15,7 @@ stdout (and ``--json``); progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -110,42 +111,11 @@ def git_state() -> str:
         return "?"
 
 
-def section_runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
-    """Each section's runner with its mode's configuration (imported lazily: a section's heavy
-    imports cost nothing when it is not run)."""
-
-    def query():
-        from benchmarks import bench_query as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    def contention():
-        from benchmarks import bench_contention as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    def app():
-        from benchmarks import bench_app as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    def build():
-        from benchmarks import bench_build as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    def geometry():
-        from benchmarks import bench_geometry as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    def scale():
-        from benchmarks import bench_scale as m
-
-        return m.run(m.QUICK if quick else m.FULL)
-
-    return {"query": query, "contention": contention, "app": app, "build": build, "geometry": geometry,
-            "scale": scale}
+def run_section(name: str, quick: bool) -> dict[str, Any]:
+    """One section with its mode's configuration; ``benchmarks.bench_<name>`` is imported only
+    when run, so a section's heavy imports cost nothing otherwise."""
+    module = importlib.import_module(f"benchmarks.bench_{name}")
+    return module.run(module.QUICK if quick else module.FULL)
 
 
 def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0) -> dict[str, Any]:
@@ -155,17 +125,18 @@ def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0
             "git": git_state(), "environment": {k: v for k, v in sorted(os.environ.items())
                                                 if k.startswith(("CIEA_", "OMP_", "MKL_", "OPENBLAS_"))},
             "loadavg_start": loadavg(), "waited_for_load_s": waited_s, "sections": sections}
-    runners = section_runners(quick)
     results: dict[str, Any] = {"meta": meta, "sections": {}}
     for name in sections:
-        log.info("section %s: start (load average %s)", name, loadavg())
+        load_before = loadavg()
+        log.info("section %s: start (load average %s)", name, load_before)
         t0 = time.perf_counter()
         try:
-            results["sections"][name] = runners[name]()
+            results["sections"][name] = run_section(name, quick)
         except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
             log.error("section %s failed:\n%s", name, traceback.format_exc())
             results["sections"][name] = {"title": name, "error": f"{type(exc).__name__}: {exc}", "figures": []}
         results["sections"][name]["seconds"] = round(time.perf_counter() - t0, 1)
+        results["sections"][name]["loadavg"] = [load_before, loadavg()]
         log.info("section %s: %.1f s", name, time.perf_counter() - t0)
     meta["loadavg_end"] = loadavg()
     meta["wall_s"] = round(time.perf_counter() - started, 1)
