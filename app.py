@@ -41,8 +41,8 @@ QUEUE_SIZE = 64
 CONCURRENCY = 4
 # The exact-W2 recompute is cubic in its sample size (seconds to a minute): one at a time.
 W2_CONCURRENCY = 1
-# Image queries run the image tower (~0.3 s of both cores): their own group, so text queries
-# never wait behind a burst of uploads.
+# Image queries run the image tower once (~0.1 s on one core) for all retrievers: their own
+# group, so text queries never wait behind a burst of uploads.
 IMAGE_CONCURRENCY = 2
 LOADING = "*Loading the retrievers (first start loads the towers and indexes, about 15 s on 2 cores)...*"
 

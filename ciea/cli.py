@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"Nothing to train for {', '.join(unknown)}; trainable: {', '.join(TRAINABLE)}.")
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr", "lam", "patience",
-                                                      "pairs_per_epoch", "seed", "device", "max_minutes")
+                                                      "pairs_per_epoch", "seed", "device", "max_minutes", "group_size")
                  if getattr(args, key) is not None}
     if args.no_weights:
         overrides["use_weights"] = False
@@ -254,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, help="CIEA: weight of the complementary loss L_comp (default 0.1)")
     p.add_argument("--patience", type=int, help="epochs without dev improvement before stopping")
     p.add_argument("--pairs-per-epoch", type=int, help="sample this many training queries per epoch")
+    p.add_argument("--group-size", type=int, help="pairs drawn together from scenes sharing a caption, so they "
+                   "meet as in-batch negatives (default 8; 1 = plain random batches)")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-minutes", type=float, help="training-time budget per retriever; stops after the "
                    "epoch that crosses it (Ctrl-C also stops and keeps the best epoch)")

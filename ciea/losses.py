@@ -155,7 +155,7 @@ def has_content(ids: Iterable[int], special_ids: Iterable[int]) -> bool:
 
 
 def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
-             logit_scale: LogitScaleLike) -> torch.Tensor:
+             logit_scale: LogitScaleLike, *, false_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Generalized Contrastive Learning (Lee et al., NeurIPS 2025), DESIGN section 3.
 
     Pair k gives ``image[k]``, ``text[k]``, ``fused[k]`` (each (N, D)); all 3N embeddings are
@@ -164,7 +164,9 @@ def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
     over the 3N candidates with the anchor itself masked (self similarity is never a logit)
     and the anchor's *other* positive masked too, since it is not a negative; everything else
     is a negative, same-modality embeddings of other pairs included. Six directions x N
-    anchors; the result is the mean of those 6N terms.
+    anchors; the result is the mean of those 6N terms. ``false_negatives`` (N, N) bool, True
+    where pair j's document is also relevant to pair i, drops all three of pair j's
+    embeddings from anchor i's negatives.
     """
     if not (image.shape == text.shape == fused.shape):
         raise ValueError(f"image {tuple(image.shape)}, text {tuple(text.shape)} and fused "
@@ -173,13 +175,19 @@ def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
     n = image.shape[0]
     candidates = torch.cat([image, text, fused])
     pairs = torch.arange(n, device=image.device)
+    kept = torch.ones(n, 3 * n, dtype=torch.bool, device=image.device)
+    if false_negatives is not None:
+        fn = _bool_mask(false_negatives, (n, n), "false_negatives", image.device)
+        if bool(fn.diagonal().any()):
+            raise ValueError("false_negatives marks a diagonal (positive) pair")
+        kept = ~fn.repeat(1, 3)
     terms = []
     for anchor in range(3):
         for positive in range(3):
             if positive == anchor:
                 continue
             other = 3 - anchor - positive
-            allowed = torch.ones(n, 3 * n, dtype=torch.bool, device=image.device)
+            allowed = kept.clone()
             allowed[pairs, anchor * n + pairs] = False
             allowed[pairs, other * n + pairs] = False
             terms.append(masked_info_nce(candidates[anchor * n:(anchor + 1) * n], candidates,

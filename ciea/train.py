@@ -2,9 +2,11 @@
 
 Data (never the test split): stamps caption -> image pairs (the stamp's image alone is the
 document, so the image path must carry the caption's meaning) and the scenes training split
-(queries naming objects the caption does not mention). Frozen features are encoded once and
-cached; only small heads are trained, so the language model and image tower stay frozen and
-checkpoints stay small. Early stopping on scenes dev MRR@10 (dev queries over dev scenes).
+(queries naming objects the caption does not mention). Pairs whose scenes share a caption
+are batched together, so each batch holds the hard negatives a complementary query must
+beat. Frozen features are encoded once and cached; only small heads are trained, so the
+language model and image tower stay frozen and checkpoints stay small. Early stopping on scenes dev MRR@10 (dev queries over the training
+and dev scenes, as test queries rank the whole corpus).
 
 - ``dual-split`` / ``dual-fused``: a linear image -> text map, InfoNCE with the retriever's
   own scoring (split: mean of caption and image cosines; fused: normalise(t + i)).
@@ -62,11 +64,12 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after the epoch that crosses this training-time budget
     resume: bool = False  # start from the retriever's saved checkpoint instead of a fresh head
     bf16: bool = False  # bfloat16 autocast for training steps where the hardware has it (AMX / CUDA)
+    group_size: int = 8  # pairs drawn together from documents sharing a caption (hard negatives); 1 = random
 
 
 #: CIEA pushes every batch through the language model, so its CPU schedule samples fewer pairs.
 SCHEDULES: dict[str, dict] = {
-    "ciea": {"epochs": 10, "batch_size": 64, "pairs_per_epoch": 2048, "patience": 2, "lr": 2e-3, "bf16": True},
+    "ciea": {"epochs": 20, "batch_size": 64, "pairs_per_epoch": 2048, "patience": 3, "lr": 2e-3, "bf16": True},
 }
 
 
@@ -120,16 +123,21 @@ def _subset(features: CorpusFeatures, rows: np.ndarray) -> CorpusFeatures:
                           None if img.class_probs is None else img.class_probs[rows]), features.has_image[rows])
 
 
-def _split_pairs(corpus, split: str) -> tuple[np.ndarray, list[Pair]] | None:
-    """Rows of the ``split`` documents and the split's query pairs, if the corpus ships that split.
+def _split_rows(corpus, split: str) -> np.ndarray:
+    """Rows of the documents tagged ``split`` (every row when the corpus has no split tags)."""
+    tagged = [i for i, d in enumerate(corpus) if d.category == split]
+    return np.array(tagged if tagged else range(len(corpus)), dtype=np.int64)
 
-    Qrels may name documents of every split; only positives inside the split are kept.
+
+def _split_pairs(corpus, split: str, rows: np.ndarray) -> list[Pair] | None:
+    """The ``split`` query pairs over the documents at ``rows``, if the corpus ships that split.
+
+    Qrels may name documents anywhere; only positives among ``rows`` are kept (as positions
+    in ``rows``), and queries left without one are dropped.
     """
     queries_path, qrels_path = split_query_files(corpus.root, split)
     if not (queries_path.is_file() and qrels_path.is_file()):
         return None
-    tagged = [i for i, d in enumerate(corpus) if d.category == split]
-    rows = np.array(tagged if tagged else range(len(corpus)), dtype=np.int64)
     local = {corpus.documents[r].doc_id: j for j, r in enumerate(rows)}
     qrels = load_qrels(qrels_path)
     pairs = []
@@ -137,7 +145,7 @@ def _split_pairs(corpus, split: str) -> tuple[np.ndarray, list[Pair]] | None:
         pos = tuple(sorted(local[d] for d, rel in qrels.get(q.qid, {}).items() if rel > 0 and d in local))
         if pos:
             pairs.append(Pair(q.text, pos, image_only=False))
-    return rows, pairs
+    return pairs
 
 
 def _caption_pairs(corpus) -> list[Pair]:
@@ -162,15 +170,19 @@ def load_training_data(backbone: Backbone, settings: Settings, corpora: Sequence
         corpus = load_corpus(name, settings.assets_dir)
         ensure_corpus_images(corpus, progress=progress)
         features = cached_corpus_features(corpus, backbone, settings.cache_dir, progress)
-        split = _split_pairs(corpus, TRAIN_SPLIT)
-        rows, local_pairs = split if split else (np.arange(len(corpus)), _caption_pairs(corpus))
+        rows = _split_rows(corpus, TRAIN_SPLIT)
+        local_pairs = _split_pairs(corpus, TRAIN_SPLIT, rows)
+        if local_pairs is None:
+            rows, local_pairs = np.arange(len(corpus)), _caption_pairs(corpus)
         offset = len(docs)
         pairs += [Pair(p.query, tuple(offset + r for r in p.positives), p.image_only) for p in local_pairs]
         parts.append(_subset(features, rows))
         docs += [corpus.documents[r] for r in rows]
-        dev_split = _split_pairs(corpus, DEV_SPLIT) if dev is None else None
-        if dev_split:
-            dev_rows, dev_pairs = dev_split
+        # Dev queries rank every non-test document, as test queries rank the whole corpus:
+        # training scenes stay in as distractors, so early stopping sees what test will.
+        dev_rows = np.concatenate([rows, _split_rows(corpus, DEV_SPLIT)]) if dev is None else rows
+        dev_pairs = _split_pairs(corpus, DEV_SPLIT, dev_rows) if dev is None else None
+        if dev_pairs:
             dev = Split([corpus.documents[r] for r in dev_rows], _subset(features, dev_rows), dev_pairs)
     train = Split(docs, _concat_features(parts), pairs)
     if dev is None:
@@ -197,13 +209,34 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _epoch_batches(pairs: Sequence[Pair], config: TrainConfig, rng: random.Random) -> list[list[tuple[int, int]]]:
-    """Batches of (pair index, sampled positive row) for one epoch."""
+def caption_groups(documents: Sequence[Document]) -> list[int]:
+    """A group id per document row: documents with the same caption share one."""
+    ids: dict[str, int] = {}
+    return [ids.setdefault(d.text, len(ids)) for d in documents]
+
+
+def _epoch_batches(pairs: Sequence[Pair], config: TrainConfig, rng: random.Random,
+                   row_groups: Sequence[int] | None = None) -> list[list[tuple[int, int]]]:
+    """Batches of (pair index, sampled positive row) for one epoch.
+
+    With ``row_groups`` and ``config.group_size`` > 1, pairs whose documents share a caption
+    arrive in runs of ``group_size``: scenes a caption cannot tell apart then meet as in-batch
+    negatives, which is what complementary queries test. Runs are shuffled, so a batch still
+    mixes several captions.
+    """
     order = list(range(len(pairs)))
     rng.shuffle(order)
-    if config.pairs_per_epoch:
-        order = order[: config.pairs_per_epoch]
     sampled = [(i, rng.choice(pairs[i].positives)) for i in order]
+    if row_groups is not None and config.group_size > 1:
+        by_group: dict[int, list[tuple[int, int]]] = {}
+        for item in sampled:
+            by_group.setdefault(row_groups[item[1]], []).append(item)
+        size = config.group_size
+        runs = [g[s : s + size] for g in by_group.values() for s in range(0, len(g), size)]
+        rng.shuffle(runs)
+        sampled = [item for run in runs for item in run]
+    if config.pairs_per_epoch:
+        sampled = sampled[: config.pairs_per_epoch]
     return [sampled[s : s + config.batch_size] for s in range(0, len(sampled), config.batch_size)
             if len(sampled[s : s + config.batch_size]) > 1]
 
@@ -221,7 +254,7 @@ def false_negative_mask(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]])
 
 
 def dev_mrr(dev: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: int = 10) -> float:
-    """MRR@10 of the dev queries over the dev documents (exact search)."""
+    """MRR@10 of the dev queries over the dev split's documents (exact search)."""
     scores = query_vectors @ doc_vectors.T
     top = np.argsort(-scores, axis=1)[:, :k]
     ids = [d.doc_id for d in dev.documents]
@@ -273,7 +306,7 @@ def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, con
             image = head(torch.as_tensor(dev.features.image.pooled, device=device))
             docs = _dual_documents(kind, torch.as_tensor(dev.features.text, device=device), image)
             queries = _dual_queries(kind, torch.as_tensor(dev_q, device=device))
-        return dev_mrr(dev, queries.cpu().numpy(), docs.cpu().numpy())
+        return dev_mrr(dev, queries.float().cpu().numpy(), docs.float().cpu().numpy())
 
     def step(batch: list[tuple[int, int]]) -> torch.Tensor:
         pair_idx = torch.tensor([i for i, _ in batch], device=device)
@@ -283,7 +316,8 @@ def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, con
         image = head(pooled[rows])
         q = query_vecs[pair_idx]
         if name == "dual-gcl":
-            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale())
+            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(),
+                            false_negatives=false_negative_mask(train.pairs, batch).to(device))
         docs = _dual_documents(kind, caption, image)
         return info_nce(_dual_queries(kind, q), docs, scale(),
                         false_negatives=false_negative_mask(train.pairs, batch).to(device))
@@ -328,7 +362,7 @@ def encode_ciea_documents(backbone: Backbone, head: CIEAHead, patches: np.ndarra
             tokens = caption_tokens(backbone, captions[s : s + batch_size])
             batch = torch.as_tensor(patches[s : s + batch_size], dtype=torch.float32, device=tokens.rest.device)
             extracted, _ = head(batch, tokens.rest, tokens.content_mask)
-            out.append(encode_sequence(backbone, extracted, tokens).cpu().numpy())
+            out.append(encode_sequence(backbone, extracted, tokens).float().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -384,22 +418,28 @@ def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.o
          step: Callable[[list[tuple[int, int]]], torch.Tensor], dev_score: Callable[[], float], train: Split,
          config: TrainConfig, rng: random.Random, progress: bool) -> tuple[torch.nn.Module, dict, list[dict]]:
     """Epochs with dev-set early stopping; returns the best head, facts to save, and history."""
-    best, best_state, best_epoch, stale, history = dev_score(), None, 0, 0, []
-    history.append({"epoch": 0, "dev_mrr10": best, "loss": None, "seconds": 0.0})
-    log.info("%s: epoch 0 dev MRR@10 %.4f", name, best)
-    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     device_type = "cuda" if config.device.startswith("cuda") else "cpu"
     use_bf16 = config.bf16 and bf16_available(config.device)
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    with autocast():
+        best = dev_score()
+    best_epoch, stale, history = 0, 0, [{"epoch": 0, "dev_mrr10": best, "loss": None, "seconds": 0.0}]
+    log.info("%s: epoch 0 dev MRR@10 %.4f", name, best)
+    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+    row_groups = caption_groups(train.documents)
     started = time.perf_counter()
     try:
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             head.train()
             losses = []
-            batches = _epoch_batches(train.pairs, config, rng)
+            batches = _epoch_batches(train.pairs, config, rng, row_groups)
             for batch in tqdm(batches, desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
                               leave=False):
-                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16):
+                with autocast():
                     loss = step(batch).float()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -407,7 +447,8 @@ def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.o
                 scale.clamp_()
                 losses.append(float(loss.detach()))
             head.eval()
-            score = dev_score()
+            with autocast():
+                score = dev_score()
             seconds = time.perf_counter() - t0
             history.append({"epoch": epoch, "dev_mrr10": score, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
                             "temperature": scale.temperature, "bf16": use_bf16})

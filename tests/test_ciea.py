@@ -132,3 +132,38 @@ def test_damaged_or_missing_checkpoint_gives_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(CheckpointError, match="damaged"):
         load_checkpoint(tmp_path / "ciea")
+
+
+def test_epoch_batches_group_documents_that_share_a_caption():
+    import random
+
+    from ciea.train import _epoch_batches, caption_groups
+
+    docs = [Document(f"d{i}", f"caption {i % 3}", f"d{i}.png") for i in range(12)]
+    groups = caption_groups(docs)
+    assert groups == [0, 1, 2] * 4
+    pairs = [Pair(f"q{i}", (i,), False) for i in range(12)]
+    config = TrainConfig(batch_size=6, group_size=2)
+    batches = _epoch_batches(pairs, config, random.Random(0), groups)
+    flat = [row for batch in batches for _, row in batch]
+    assert sorted(flat) == list(range(12))  # every pair once
+    runs = [flat[s : s + 2] for s in range(0, 12, 2)]
+    assert all(groups[a] == groups[b] for a, b in runs)  # consecutive runs share a caption
+    plain = _epoch_batches(pairs, dataclasses.replace(config, group_size=1), random.Random(0), groups)
+    assert sorted(row for batch in plain for _, row in batch) == list(range(12))
+    capped = _epoch_batches(pairs, dataclasses.replace(config, pairs_per_epoch=4), random.Random(0), groups)
+    assert sum(len(b) for b in capped) == 4
+
+
+def test_dev_queries_rank_training_and_dev_scenes_but_never_test_scenes():
+    from ciea.config import Settings
+    from ciea.data.schema import load_corpus
+    from ciea.train import _split_pairs, _split_rows
+
+    corpus = load_corpus("scenes", Settings().assets_dir)
+    rows = np.concatenate([_split_rows(corpus, "train"), _split_rows(corpus, "dev")])
+    pairs = _split_pairs(corpus, "dev", rows)
+    categories = {corpus.documents[rows[p]].category for pair in pairs for p in pair.positives}
+    assert categories <= {"train", "dev"} and "dev" in categories
+    assert {corpus.documents[r].category for r in rows} == {"train", "dev"}
+    assert len(pairs) > 0.9 * sum(1 for _ in open(corpus.root / "queries_dev.jsonl", encoding="utf-8"))

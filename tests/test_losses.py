@@ -230,6 +230,31 @@ def test_gcl_loss_reaches_its_minimum_for_aligned_orthogonal_pairs():
     assert previous < 1e-7
 
 
+def test_gcl_false_negatives_drop_the_other_pairs_embeddings():
+    image = [unit(0.0), unit(1.5), unit(3.0)]
+    text = [unit(0.3), unit(1.9), unit(2.7)]
+    fused = [unit(0.1), unit(1.2), unit(2.2)]
+    fn = torch.zeros(3, 3, dtype=torch.bool)
+    fn[0, 1] = fn[1, 0] = True  # pairs 0 and 1 point at the same document
+    got = gcl_loss(t(image), t(text), t(fused), 3.0, false_negatives=fn).item()
+    # Pairs 0 and 1 only compete with pair 2; pair 2 with both: the hand form, term by term.
+    n, emb = 3, [image, text, fused]
+    terms = []
+    for m in range(3):
+        for k in range(n):
+            for p in range(3):
+                if p == m:
+                    continue
+                other = 3 - m - p
+                negatives = [3.0 * dot(emb[m][k], emb[mm][kk]) for mm in range(3) for kk in range(n)
+                             if (mm, kk) not in {(m, k), (other, k), (p, k)} and not fn[k, kk]]
+                terms.append(ce(3.0 * dot(emb[m][k], emb[p][k]), negatives))
+    assert got == pytest.approx(sum(terms) / len(terms), abs=1e-12)
+    assert got < gcl_loss(t(image), t(text), t(fused), 3.0).item()
+    with pytest.raises(ValueError, match="diagonal"):
+        gcl_loss(t(image), t(text), t(fused), 3.0, false_negatives=torch.eye(3, dtype=torch.bool))
+
+
 def test_logit_scale_init_clamp_and_gradient():
     scale = LogitScale()
     value = scale()
