@@ -42,7 +42,7 @@ FULL = AppConfig(queries=60, warm_repeats=60,
                  variants=((SHIPPED, {}, 3, 0), (*EVERY_CORE, 1, 0),
                            (f"{SHIPPED}, 1 core busy", {}, 1, 1),
                            (f"{EVERY_CORE[0]}, 1 core busy", EVERY_CORE[1], 1, 1)),
-                 soak={"clients": 8, "duration_s": 60.0})
+                 soak={"clients": 16, "duration_s": 120.0})  # 16 clients, text and image queries
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -197,7 +197,7 @@ def launch_once(env: dict[str, str], config: AppConfig, label: str, with_e2e: bo
                 texts = list(dict.fromkeys(workload.queries[corpus]))[1:1 + config.queries]
                 launch.e2e += search_figures(client, app.url, corpus, retrievers, texts, config.warm_repeats, label)
         if with_soak and config.soak:
-            launch.soak = run_soak(app.url, pid=app.pid, images=False, **config.soak).to_json()
+            launch.soak = run_soak(app.url, pid=app.pid, **config.soak).to_json()
         launch.peak_rss_mb = peak_rss_mb(app.pid)
         alive = app.exit_code() is None
     launch.sampled_max_rss_mb = max(rss.values, default=None)

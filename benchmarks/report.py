@@ -227,7 +227,17 @@ def soak_markdown(soak: dict[str, Any]) -> list[str]:
     return ["### Soak (benchmarks.soak.run_soak against the same process)", "",
             table(["measure", "value"], [[k, soak.get(k)] for k in keys if k in soak]), "",
             "Soak targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in soak.get("targets", {}).items()),
-            ""]
+            "", *soak_kind_table(soak)]
+
+
+def soak_kind_table(soak: dict[str, Any]) -> list[str]:
+    """Latency per kind of request (text, image, odd input, expected refusal), after warm-up."""
+    kinds = soak.get("latency_by_kind") or {}
+    if not kinds:
+        return []
+    return ["Latency by kind of request (after warm-up):", "",
+            table(["kind", "n", "p50 s", "p95 s", "max s"],
+                  [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in kinds.items()]), ""]
 
 
 #: Figures worth a before/after row (the rest of a variant's figures are in its own section).

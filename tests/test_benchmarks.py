@@ -200,3 +200,12 @@ def test_sorted_sliced_w2_of_a_translated_cloud_is_the_projected_shift():
     from ciea.geometry import sliced_wasserstein
 
     assert sliced_wasserstein(x, x + c, n_projections=64, seed=3) == pytest.approx(expected, rel=1e-9)
+
+
+def test_soak_summary_lists_latency_per_kind():
+    soak = {"clients": 16, "requests": 10, "errors": 0, "targets": {"zero errors": True},
+            "latency_by_kind": {"text": {"n": 8, "p50_s": 0.5, "p95_s": 0.9, "max_s": 1.0},
+                                "image": {"n": 2, "p50_s": 1.5, "p95_s": 2.5, "max_s": 2.5}}}
+    md = "\n".join(report.soak_markdown(soak))
+    assert "| image | 2 | 1.50 | 2.50 | 2.50 |" in md and "zero errors: met" in md
+    assert report.soak_kind_table({"requests": 1}) == []
