@@ -41,9 +41,10 @@ QUEUE_SIZE = 64
 CONCURRENCY = 4
 # The exact-W2 recompute is cubic in its sample size (seconds to a minute): one at a time.
 W2_CONCURRENCY = 1
-# Image queries run the image tower once (~0.1 s on one core) for all retrievers: their own
-# group, so text queries never wait behind a burst of uploads.
-IMAGE_CONCURRENCY = 2
+# Image queries run the image tower once (~50 ms on one core) for all retrievers: their own
+# group, so text queries never wait behind a burst of uploads. With 2 slots, upload handling
+# made images the queue's tail (16-client soak p95 2.3 s); 4 gave 1.5 s (BENCHMARKS.md).
+IMAGE_CONCURRENCY = 4
 LOADING = "*Loading the retrievers (first start loads the towers and indexes, about 15 s on 2 cores)...*"
 
 
