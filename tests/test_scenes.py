@@ -237,6 +237,20 @@ def test_ensure_rendered_caches_where_the_corpus_points(tiny, tmp_path):
     assert sc.ensure_rendered(out, stamps, progress=False, render_dir=cache) == 1
 
 
+def test_render_one_survives_threads_rendering_the_same_scene(tiny, tmp_path):
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    stamps, out, bench = tiny
+    fresh = tmp_path / "corpus"
+    shutil.copytree(out, fresh, ignore=shutil.ignore_patterns(sc.RENDER_DIR))
+    scene = bench.layouts[0].scene_id
+    with ThreadPoolExecutor(8) as pool:  # the app's workers render a scene on demand, maybe at once
+        paths = list(pool.map(lambda _: sc.render_one(fresh, stamps, scene), range(16)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((fresh / sc.RENDER_DIR).glob("*.tmp.png"))
+
+
 # ----------------------------------------------------------------------------- splits and relevance
 
 

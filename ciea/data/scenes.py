@@ -47,10 +47,11 @@ caption and image-only qrels span all splits.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import random
 import re
+import threading
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -674,7 +675,9 @@ def render_one(out_dir: Path, stamps_dir: Path, scene_id: str) -> Path:
     path = out_dir / RENDER_DIR / f"{scene_id}.png"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.png")
+        # One temporary name per process and thread: the app's workers may render the same
+        # scene at once, and each must replace the target with its own complete file.
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.png")
         render_scene(_layouts_by_id(out_dir.resolve())[scene_id], stamps_dir).save(tmp, "PNG")
         tmp.replace(path)
     return path
