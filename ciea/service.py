@@ -347,7 +347,8 @@ class SearchService:
             elif not state.retriever.supports_image_queries:
                 notices.append(f"{name} takes text queries only ({state.retriever.towers()}).")
             else:
-                features = features or self.backbone.encode_images([picture])
+                if features is None:
+                    features = self.backbone.encode_images([picture])
                 vector = state.retriever.image_queries(features)
                 hits = state.index.search(np.asarray(vector, dtype=np.float32), k)[0]
                 results[name] = [self._row(docs, rank, h.doc_id, h.score, None) for rank, h in enumerate(hits, 1)]

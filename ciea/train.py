@@ -180,10 +180,11 @@ def load_training_data(backbone: Backbone, settings: Settings, corpora: Sequence
         docs += [corpus.documents[r] for r in rows]
         # Dev queries rank every non-test document, as test queries rank the whole corpus:
         # training scenes stay in as distractors, so early stopping sees what test will.
-        dev_rows = np.concatenate([rows, _split_rows(corpus, DEV_SPLIT)]) if dev is None else rows
-        dev_pairs = _split_pairs(corpus, DEV_SPLIT, dev_rows) if dev is None else None
-        if dev_pairs:
-            dev = Split([corpus.documents[r] for r in dev_rows], _subset(features, dev_rows), dev_pairs)
+        if dev is None:
+            dev_rows = np.concatenate([rows, _split_rows(corpus, DEV_SPLIT)])
+            dev_pairs = _split_pairs(corpus, DEV_SPLIT, dev_rows)
+            if dev_pairs:
+                dev = Split([corpus.documents[r] for r in dev_rows], _subset(features, dev_rows), dev_pairs)
     train = Split(docs, _concat_features(parts), pairs)
     if dev is None:
         log.warning("no dev split in %s: early stopping on training captions", ", ".join(corpora))
@@ -254,7 +255,7 @@ def false_negative_mask(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]])
 
 
 def dev_mrr(dev: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: int = 10) -> float:
-    """MRR@10 of the dev queries over the dev split's documents (exact search)."""
+    """MRR@10 of the dev queries over ``dev.documents`` (exact search)."""
     scores = query_vectors @ doc_vectors.T
     top = np.argsort(-scores, axis=1)[:, :k]
     ids = [d.doc_id for d in dev.documents]
@@ -315,12 +316,11 @@ def train_alignment(name: str, backbone: Backbone, train: Split, dev: Split, con
         caption = text[rows] * (~image_only)[:, None]
         image = head(pooled[rows])
         q = query_vecs[pair_idx]
+        false_negatives = false_negative_mask(train.pairs, batch).to(device)
         if name == "dual-gcl":
-            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(),
-                            false_negatives=false_negative_mask(train.pairs, batch).to(device))
+            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(), false_negatives=false_negatives)
         docs = _dual_documents(kind, caption, image)
-        return info_nce(_dual_queries(kind, q), docs, scale(),
-                        false_negatives=false_negative_mask(train.pairs, batch).to(device))
+        return info_nce(_dual_queries(kind, q), docs, scale(), false_negatives=false_negatives)
 
     return _fit(name, head, scale, optimizer, step, dev_score, train, config, rng, progress)
 
