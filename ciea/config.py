@@ -18,6 +18,9 @@ CHECKPOINTS_ENV = "CIEA_CHECKPOINT_DIR"
 CACHE_ENV = "CIEA_CACHE_DIR"
 
 DEFAULT_BACKBONE = "bundled"
+#: Corpora under assets/ that only feed training (``python -m ciea train``): never served,
+#: indexed or uploaded to a Space. Their images are drawings of train-split concepts only.
+TRAINING_ONLY_CORPORA = frozenset({"emoji-train"})
 DEFAULT_INDEX_FACTORY = "Flat"
 DEFAULT_K = 10
 MAX_K = 100

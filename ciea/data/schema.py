@@ -130,7 +130,10 @@ def load_queries(path: Path) -> list[Query]:
 
 
 def available_corpora(assets_dir: Path) -> list[str]:
-    """Names of the corpora present under ``assets_dir``."""
+    """Names of the servable corpora present under ``assets_dir`` (training-only ones excluded)."""
+    from ciea.config import TRAINING_ONLY_CORPORA
+
     if not assets_dir.is_dir():
         return []
-    return sorted(p.name for p in assets_dir.iterdir() if (p / CORPUS_FILE).is_file())
+    return sorted(p.name for p in assets_dir.iterdir()
+                  if (p / CORPUS_FILE).is_file() and p.name not in TRAINING_ONLY_CORPORA)
