@@ -14,47 +14,80 @@ from ciea.data.schema import Document
 from ciea.features import CorpusFeatures
 from ciea.losses import complementary_query_ids
 from ciea.retrievers.ciea import (CIEAConfig, CIEAHead, CIEARetriever, ComplementaryExtractor, caption_tokens,
-                                  complementarity_weights)
+                                  complementarity_weights, encode_sequence)
 from ciea.train import Pair, Split, TrainConfig, complementary_query_vectors, encode_ciea_documents, train_alignment, train_ciea
 
 
 def test_complementarity_weight_is_low_where_the_caption_covers_the_patch():
-    token = torch.tensor([1.0, 0.0, 0.0])
-    covered, uncovered = token.clone(), torch.tensor([-1.0, 0.0, 0.0])  # same direction / opposite direction
-    patches = torch.stack([covered, uncovered])[None]  # (1, 2, 3)
-    tokens = token[None, None]  # (1, 1, 3)
-    w = complementarity_weights(patches, tokens, torch.ones(1, 1))
-    assert w[0, 0].item() == pytest.approx(0.0, abs=1e-6)  # cos 1 -> s 1 -> w 0
-    assert w[0, 1].item() == pytest.approx(1.0, abs=1e-6)  # cos -1 -> s 0 -> w 1
-    orthogonal = complementarity_weights(torch.tensor([[[0.0, 1.0, 0.0]]]), tokens, torch.ones(1, 1))
-    assert orthogonal.item() == pytest.approx(0.5, abs=1e-6)
-
-
-def test_padded_tokens_do_not_cover_patches():
-    patch = torch.tensor([[[0.0, 1.0, 0.0]]])
-    tokens = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # second token equals the patch
-    unmasked = complementarity_weights(patch, tokens, torch.tensor([[1.0, 1.0]]))
-    masked = complementarity_weights(patch, tokens, torch.tensor([[1.0, 0.0]]))
-    assert unmasked.item() == pytest.approx(0.0, abs=1e-6)
-    assert masked.item() == pytest.approx(0.5, abs=1e-6)
-    no_caption = complementarity_weights(patch, tokens[:, :0], torch.ones(1, 0))
-    assert no_caption.item() == 1.0
+    caption = torch.tensor([[1.0, 0.0, 0.0]])
+    covered, uncovered = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([-1.0, 0.0, 0.0])
+    aligned = torch.stack([covered, uncovered, torch.tensor([0.0, 1.0, 0.0])])[None]  # (1, 3, 3)
+    w = complementarity_weights(aligned, caption, torch.tensor([True]))
+    assert w[0].tolist() == pytest.approx([0.0, 1.0, 0.5], abs=1e-6)  # cos 1, -1, 0
+    no_caption = complementarity_weights(aligned, caption, torch.tensor([False]))
+    assert no_caption.tolist() == [[1.0, 1.0, 1.0]]  # nothing is covered without a caption
 
 
 def test_extractor_shapes_and_weights_change_attention():
     torch.manual_seed(0)
-    config = CIEAConfig(patch_dim=10, token_dim=8, num_patches=5, heads=2, dropout=0.0)
+    config = CIEAConfig(patch_dim=10, token_dim=8, num_patches=4, heads=2, dropout=0.0)
     head = CIEAHead(config).eval()
-    patches, tokens = torch.randn(3, 5, 10), torch.randn(3, 4, 8)
-    extracted, w = head(patches, tokens, torch.ones(3, 4))
-    assert extracted.shape == (3, 5, 8) and w.shape == (3, 5)
+    patches, captions = torch.randn(3, 4, 10), torch.randn(3, 8)
+    extracted, w, projected = head(patches, captions, torch.ones(3, dtype=torch.bool))
+    assert extracted.shape == projected.shape == (3, 4, 8) and w.shape == (3, 4)
+    # LayerNorm at the word scale: projected patches start with a word embedding's norm (1.0 here)
+    assert projected.norm(dim=-1).mean().item() == pytest.approx(1.0, rel=0.05)
+    pooled = CIEAHead(CIEAConfig(patch_dim=10, token_dim=8, num_patches=4, heads=2, patch_grid=1)).eval()
+    assert pooled(patches, captions, torch.ones(3, dtype=torch.bool))[0].shape == (3, 1, 8)
     extractor = ComplementaryExtractor(config).eval()
-    x = torch.randn(1, 5, 8)
-    flat, full = extractor(x, torch.zeros(1, 5)), extractor(x, torch.ones(1, 5))
+    x = torch.randn(1, 4, 8)
+    flat, full = extractor(x, torch.zeros(1, 4)), extractor(x, torch.ones(1, 4))
     assert not torch.allclose(flat, full)  # w = 0 flattens every logit: uniform attention
     plain = ComplementaryExtractor(dataclasses.replace(config, use_weights=False)).eval()
     plain.load_state_dict(extractor.state_dict())
-    assert torch.allclose(plain(x, torch.zeros(1, 5)), full, atol=1e-6)
+    assert torch.allclose(plain(x, torch.zeros(1, 4)), full, atol=1e-6)
+
+
+def test_attention_pool_starts_as_the_mean_and_ignores_padding():
+    head = CIEAHead(CIEAConfig(patch_dim=4, token_dim=4, num_patches=4, heads=1))
+    states = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = head.pool(states, mask)
+    torch.testing.assert_close(pooled[0], states[0, :3].mean(0))
+    torch.testing.assert_close(pooled[1], states[1].mean(0))
+
+
+def test_anchored_document_is_the_same_in_training_and_indexing(bundled, tmp_path):
+    torch.manual_seed(1)
+    head = CIEAHead(CIEAConfig.for_backbone(bundled, dropout=0.0)).eval()
+    with torch.no_grad():
+        head.pool_query.normal_()  # a pooling that is not the mean
+        head.log_gain.fill_(0.3)
+    rng = np.random.default_rng(0)
+    patches = rng.normal(size=(3, bundled.num_patches, bundled.patch_dim)).astype(np.float32)
+    captions = ["A frog.", "A red ball.", "A boat."]
+    t = bundled.encode_text(captions)
+    trained = encode_ciea_documents(bundled, head, patches, captions, t)
+    checkpoint = save_checkpoint(tmp_path / "ciea", head, {"head": dataclasses.asdict(head.config)})
+    indexed = CIEARetriever(bundled, checkpoint=load_checkpoint(tmp_path / "ciea")).encode_patches(patches, captions)[0]
+    np.testing.assert_allclose(indexed, trained, atol=1e-5)
+    # and both are normalise(t + g * normalise(z)): the caption's own vector is in every document
+    with torch.no_grad():
+        tokens = caption_tokens(bundled, captions)
+        has = torch.ones(3, dtype=torch.bool)
+        extracted, _, _ = head(torch.as_tensor(patches), torch.as_tensor(t), has)
+        z = torch.nn.functional.normalize(encode_sequence(bundled, head, extracted, tokens), dim=-1)
+        manual = torch.nn.functional.normalize(torch.as_tensor(t) + head.gain * z, dim=-1).numpy()
+    np.testing.assert_allclose(trained, manual, atol=1e-5)
+    assert np.all(np.sum(trained * t, axis=1) > 0.5)
+
+
+def test_checkpoint_without_the_new_head_fields_is_refused(bundled, tmp_path):
+    head = CIEAHead(CIEAConfig.for_backbone(bundled))
+    old = {k: v for k, v in dataclasses.asdict(head.config).items() if k not in ("format", "anchor")}
+    save_checkpoint(tmp_path / "ciea", head, {"head": old})
+    with pytest.raises(CheckpointError, match="format 1.*python -m ciea train --retriever ciea"):
+        CIEARetriever(bundled, checkpoint=load_checkpoint(tmp_path / "ciea"))
 
 
 def test_q_comp_deletes_caption_tokens_with_the_real_tokenizer(bundled):
@@ -91,7 +124,7 @@ def synthetic_split(bundled, image_only: bool) -> Split:
     docs = [Document(f"d{i}", "A picture.", f"d{i}.png") for i in range(n)]
     text = bundled.encode_text([d.text for d in docs])
     features = CorpusFeatures(text, ImageFeatures(pooled, patches), np.ones(n, bool))
-    return Split(docs, features, [Pair(q, (i,), image_only) for i, q in enumerate(QUERIES)])
+    return Split("synthetic", docs, features, [Pair(q, (i,), image_only) for i, q in enumerate(QUERIES)])
 
 
 def top1(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> float:
@@ -101,9 +134,10 @@ def top1(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> float:
 def test_ciea_overfits_eight_pairs_and_checkpoint_round_trips(bundled, tmp_path):
     split = synthetic_split(bundled, image_only=False)
     config = TrainConfig(epochs=40, batch_size=8, lr=3e-3, patience=40, seed=0, weight_decay=0.0)
-    head, extra, history = train_ciea(bundled, split, split, config, progress=False)
+    head, extra, history = train_ciea(bundled, split, [split], config, progress=False)
     queries = bundled.encode_text(QUERIES)
-    docs = encode_ciea_documents(bundled, head, split.features.image.patches, [d.text for d in split.documents])
+    docs = encode_ciea_documents(bundled, head, split.features.image.patches, [d.text for d in split.documents],
+                                 split.features.text)
     assert history[0]["dev_mrr10"] < 0.9  # untrained: random patches say nothing about the queries
     assert top1(queries, docs) == 1.0
 
@@ -117,7 +151,7 @@ def test_ciea_overfits_eight_pairs_and_checkpoint_round_trips(bundled, tmp_path)
 def test_trained_alignment_overfits_eight_image_only_pairs(bundled):
     split = synthetic_split(bundled, image_only=True)
     config = TrainConfig(epochs=60, batch_size=8, lr=1e-2, patience=60, seed=0, weight_decay=0.0)
-    head, _, _ = train_alignment("dual-fused", bundled, split, split, config, progress=False)
+    head, _, _ = train_alignment("dual-fused", bundled, split, [split], config, progress=False)
     with torch.no_grad():
         image = head(torch.as_tensor(split.features.image.pooled)).numpy()
     assert top1(bundled.encode_text(QUERIES), image) == 1.0
@@ -126,7 +160,7 @@ def test_trained_alignment_overfits_eight_image_only_pairs(bundled):
 def test_damaged_or_missing_checkpoint_gives_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="No trained checkpoint.*python -m ciea train"):
         load_checkpoint(tmp_path / "missing", "python -m ciea train --retriever ciea")
-    head = CIEAHead(CIEAConfig(patch_dim=4, token_dim=4, num_patches=2, heads=1))
+    head = CIEAHead(CIEAConfig(patch_dim=4, token_dim=4, num_patches=4, heads=1))
     save_checkpoint(tmp_path / "ciea", head, {})
     path = tmp_path / "ciea.safetensors"
     path.write_bytes(path.read_bytes()[:50])

@@ -104,6 +104,11 @@ class Backbone(ABC):
         """The language model's input embeddings (B, L, token_dim) of token ids."""
 
     @abstractmethod
+    def encode_token_states(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text tower's output at every position (B, L, text_dim), for learned pooling (CIEA).
+        Differentiable with respect to ``embeddings``, like ``encode_token_embeddings``."""
+
+    @abstractmethod
     def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Run the text tower on input embeddings (B, L, token_dim); pooled (B, text_dim), not normalised.
 

@@ -113,8 +113,11 @@ class BundledBackbone(Backbone):
     def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.text_model.get_input_embeddings()(input_ids.to(self.device))
 
+    def encode_token_states(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.text_model(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
+
     def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.text_model(inputs_embeds=embeddings, attention_mask=attention_mask).last_hidden_state
+        hidden = self.encode_token_states(embeddings, attention_mask)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 

@@ -89,11 +89,9 @@ class OpenClipBackbone(Backbone):
     def embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.token_embedding(input_ids.to(self.device))
 
-    def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """CLIP's text transformer (causal) on input embeddings, pooled at the last real token.
-
-        For tokenised text that last token is the end-of-text token, as in ``encode_text``.
-        """
+    def encode_token_states(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """CLIP's text transformer (causal) on input embeddings, every position projected into
+        the joint space (B, L, text_dim)."""
         model = self.model
         length = embeddings.shape[1]
         if length > self.max_sequence_length:
@@ -101,10 +99,14 @@ class OpenClipBackbone(Backbone):
         x = embeddings + model.positional_embedding[:length].to(embeddings.dtype)
         attn_mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
         x = model.ln_final(model.transformer(x, attn_mask=attn_mask))
-        last = attention_mask.long().sum(1).clamp(min=1) - 1
-        pooled = x[torch.arange(x.shape[0], device=x.device), last]
         projection = model.text_projection
-        return projection(pooled) if isinstance(projection, torch.nn.Linear) else pooled @ projection
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    def encode_token_embeddings(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled at the last real token: for tokenised text the end-of-text token, as in ``encode_text``."""
+        states = self.encode_token_states(embeddings, attention_mask)
+        last = attention_mask.long().sum(1).clamp(min=1) - 1
+        return states[torch.arange(states.shape[0], device=states.device), last]
 
     @torch.inference_mode()
     def embed_tokens(self, texts: Sequence[str]) -> TokenEmbeddings:
