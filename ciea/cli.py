@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ciea.backbones import SPEC_HELP, BackboneLoadError
 from ciea.checkpoints import CheckpointError
 from ciea.config import BACKBONE_ENV, DEFAULT_INDEX_FACTORY, Settings, default_backbone_spec
@@ -117,8 +119,17 @@ def cmd_build_assets(args: argparse.Namespace) -> int:
 
         stamps_dir = _settings(args).corpus_dir("stamps")
         count = len(build_scenes(stamps_dir, out_dir, seed=args.seed).corpus)
+    elif args.corpus in ("emoji", "emoji-train"):
+        from ciea.data.emoji import build_emoji
+
+        settings = _settings(args)
+        built = build_emoji(Path(args.source) if args.source else None, settings.assets_dir, settings.cache_dir,
+                            progress=not args.quiet)
+        count = len(built.corpus) + len(built.train_corpus)
+        out_dir = f"{settings.corpus_dir('emoji')} and {settings.corpus_dir('emoji-train')}"
     else:
-        raise InputError(f"build-assets knows 'stamps', 'scenes' and 'webqa' (got {args.corpus!r}).")
+        raise InputError("build-assets knows 'stamps', 'scenes', 'emoji' (builds emoji-train too) and 'webqa' "
+                         f"(got {args.corpus!r}).")
     print(f"wrote {count} documents to {out_dir} in {time.perf_counter() - start:.0f}s", file=sys.stderr)
     return 0
 
@@ -160,6 +171,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    """CIEA's complementarity weights on scenes, by patch role (captioned / omitted / background)."""
+    from ciea.backbones import load_backbone
+    from ciea.data.materialise import ensure_corpus_images
+    from ciea.data.scenes import load_layouts
+    from ciea.data.schema import load_corpus
+    from ciea.features import cached_corpus_features
+    from ciea.retrievers import create_retriever
+    from ciea.weight_report import weight_separation
+
+    settings = _settings(args)
+    corpus = load_corpus(args.corpus, settings.assets_dir)
+    layouts = [lay for lay in load_layouts(corpus.root) if lay.split == args.split]
+    if not layouts:
+        raise InputError(f"Corpus {args.corpus!r} has no scene layouts of split {args.split!r}.")
+    backbone = load_backbone(settings.backbone)
+    ensure_corpus_images(corpus, progress=False)
+    features = cached_corpus_features(corpus, backbone, settings.cache_dir, progress=False)
+    retriever = create_retriever("ciea", backbone, settings)
+    row = {d.doc_id: i for i, d in enumerate(corpus)}
+    rows = np.array([row[lay.scene_id] for lay in layouts])
+    captions = [corpus.documents[r].text for r in rows]
+    weights = retriever.encode_patches(features.image.patches[rows], captions, features.text[rows])[1]
+    _print_json({"corpus": args.corpus, "split": args.split, **weight_separation(layouts, weights)})
+    return 0
+
+
+def _ciea_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` for a CIEA head option; the value is read as JSON when it parses (3, false)."""
+    from ciea.retrievers.ciea import CIEAConfig
+
+    key, sep, value = text.partition("=")
+    known = {f.name for f in dataclasses.fields(CIEAConfig)} - {"patch_dim", "token_dim", "num_patches", "text_dim",
+                                                                "format", "word_norm"}
+    if not sep or key not in known:
+        raise InputError(f"--ciea takes KEY=VALUE with KEY one of {', '.join(sorted(known))} (got {text!r}).")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ciea.backbones import load_backbone
     from ciea.retrievers import TRAINABLE
@@ -170,10 +223,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"Nothing to train for {', '.join(unknown)}; trainable: {', '.join(TRAINABLE)}.")
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr", "lam", "patience",
-                                                      "pairs_per_epoch", "seed", "device", "max_minutes", "group_size")
+                                                      "pairs_per_epoch", "seed", "device", "max_minutes", "group_size",
+                                                      "align_weight")
                  if getattr(args, key) is not None}
     if args.no_weights:
         overrides["use_weights"] = False
+    if args.ciea:
+        overrides["ciea"] = dict(_ciea_option(o) for o in args.ciea)
     if args.resume:
         overrides["resume"] = True
     settings = _settings(args)
@@ -225,10 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-umap", action="store_true", help="with --recompute: skip the UMAP projection")
     p.set_defaults(func=cmd_geometry)
 
+    p = sub.add_parser("weights", parents=[common], help="CIEA's complementarity weights by patch role on scene "
+                       "layouts (captioned object / omitted objects / background), as JSON")
+    p.add_argument("--corpus", default="scenes")
+    p.add_argument("--split", default="test")
+    p.set_defaults(func=cmd_weights)
+
     p = sub.add_parser("build-assets", parents=[common], help="rebuild assets/<corpus> from source data")
     p.add_argument("--corpus", required=True)
     p.add_argument("--source", help="source directory (stamps: /usr/share/tuxpaint/stamps; webqa: the "
-                   "UniVL-DR/MARVEL data/WebQA folder)")
+                   "UniVL-DR/MARVEL data/WebQA folder; emoji: a node_modules folder holding the pinned npm "
+                   "packages, which are otherwise installed with npm into the cache folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--limit", type=int, help="webqa: at most N documents of each kind (test positives first)")
     p.add_argument("--strict", action="store_true", help="webqa: stop at the first undecodable image")
     p.add_argument("--seed", type=int, default=0, help="scenes: generator seed (default 0, the shipped set)")
@@ -260,14 +324,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="training-time budget per retriever; stops after the "
                    "epoch that crosses it (Ctrl-C also stops and keeps the best epoch)")
     p.add_argument("--no-weights", action="store_true", help="CIEA ablation: plain attention in the extractor")
+    p.add_argument("--ciea", action="append", metavar="KEY=VALUE",
+                   help="CIEA head option, e.g. patch_grid=3, anchor=false, attention_pool=false, delimiters=false, "
+                   "comp_view=extracted (repeatable; see CIEAConfig in ciea/retrievers/ciea.py)")
+    p.add_argument("--align-weight", type=float, help="CIEA: weight of the weight map's alignment loss (default 1)")
     p.add_argument("--resume", action="store_true", help="continue from the saved checkpoint (history is kept)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
     p.set_defaults(func=cmd_train)
     return parser
 
 
+#: Commands that run batch work (encoding, training); they set thread counts once, explicitly.
+BATCH_COMMANDS = ("build", "train", "geometry")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in BATCH_COMMANDS:
+        from ciea.config import configure_threads
+
+        configure_threads()
     if getattr(args, "command", None) == "train" and not args.corpus:
         from ciea.train import DEFAULT_CORPORA
 
