@@ -59,14 +59,19 @@ def test_search_with_a_mismatched_index_names_the_rebuild_command(repo_root, tmp
 
 
 def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_path):
+    import os
     import shutil
 
     indexes = tmp_path / "indexes"
     shutil.copytree(repo_root / "indexes" / "scenes", indexes / "scenes")
-    out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
-                          "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
-                         timeout=600, env={**__import__("os").environ, "CIEA_INDEX_DIR": str(indexes)})
-    assert out.returncode == 0, out.stderr
+    written = []
+    for threads in ("1", "2"):  # the same indexes give the same bytes whatever the thread count
+        out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
+                              "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "CIEA_INDEX_DIR": str(indexes), "CIEA_THREADS": threads})
+        assert out.returncode == 0, out.stderr
+        written.append(((indexes / "scenes" / "eval_test.json").read_bytes(), out.stdout))
+    assert written[0] == written[1]
     report = json.loads(out.stdout)
     assert report["queries"] >= 1000
     by_kind = report["metrics"]["text-dense"]
