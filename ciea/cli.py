@@ -1,7 +1,7 @@
 """Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry}``.
 
-The output formats of ``retrievers``, ``search`` and ``eval`` are contracts (DESIGN
-section 6): other tools parse them. Errors go to stderr as one clear line, exit code != 0.
+The output formats of ``retrievers``, ``search``, ``eval`` and ``geometry`` are contracts that
+other tools parse (docs/contracts.md). Errors go to stderr as one clear line, exit code != 0.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The command-line contracts of DESIGN section 6, on the shipped stamps indexes."""
+"""The command-line contracts (docs/contracts.md), on the shipped stamps and scenes indexes."""
 
 from __future__ import annotations
 
