@@ -1,7 +1,7 @@
 """Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry}``.
 
-The output formats of ``retrievers``, ``search`` and ``eval`` are contracts (DESIGN
-section 6): other tools parse them. Errors go to stderr as one clear line, exit code != 0.
+The output formats of ``retrievers``, ``search``, ``eval`` and ``geometry`` are contracts that
+other tools parse (docs/contracts.md). Errors go to stderr as one clear line, exit code != 0.
 """
 
 from __future__ import annotations
@@ -165,6 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "queries": len(queries), "backbone": service.backbone.spec, "metrics": results}
     if not args.queries:
         out = service.settings.indexes_dir / args.corpus / f"eval_{args.split}.json"
+        if args.retriever:
+            report = _updated_report(out, report)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     _print_json(report)
@@ -211,6 +213,26 @@ def _ciea_option(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def _updated_report(path: Path, report: dict) -> dict:
+    """``report``'s retrievers written over their entries in the saved report at ``path``, the
+    other retrievers kept in place; the saved report is replaced when it measured something else
+    (another backbone, corpus, split or query count) or cannot be read."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return report
+    except (OSError, ValueError) as exc:
+        print(f"warning: replacing unreadable {path.name} ({exc})", file=sys.stderr)
+        return report
+    same = ("corpus", "split", "queries", "backbone")
+    if not isinstance(saved, dict) or not isinstance(saved.get("metrics"), dict) or \
+            any(saved.get(key) != report[key] for key in same):
+        print(f"warning: {path.name} measured another setting ({', '.join(same)}); replacing it",
+              file=sys.stderr)
+        return report
+    return {**report, "metrics": {**saved["metrics"], **report["metrics"]}}
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ciea.data.schema import Corpus, Query
-from ciea.index import Hit, tie_breaker
+from ciea.index import Hit, ranking_key
 
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
 Qrels = Mapping[str, Mapping[str, int]]
@@ -26,7 +26,7 @@ def rank_scores(run: Mapping[str, Mapping[str, float]]) -> RunDict:
     """Replace scores by strictly decreasing rank scores, ties ordered by a doc-id hash."""
     out: RunDict = {}
     for qid, docs in run.items():
-        ordered = sorted(docs.items(), key=lambda kv: (-round(kv[1], 6), tie_breaker(kv[0])))
+        ordered = sorted(docs.items(), key=lambda kv: ranking_key(kv[0], kv[1]))
         out[qid] = {doc: float(len(ordered) - i) for i, (doc, _) in enumerate(ordered)}
     return out
 

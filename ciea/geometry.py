@@ -3,7 +3,8 @@ bootstrap intervals, the gap-shift experiment and a stored 2-D UMAP projection.
 
 Clouds are arrays of shape (n, d); row i of the image cloud and row i of the text cloud belong
 to the same document. The measures themselves take raw arrays; ``compute_report`` L2-normalises
-its inputs first, so the report is always about points on the unit sphere (DESIGN section 6).
+its inputs first, so the report is always about points on the unit sphere, as the
+``geometry`` command's contract says (docs/contracts.md).
 
 Measures (one function each):
 
@@ -536,7 +537,8 @@ def fit_projection(clouds: Mapping[str, np.ndarray], seed: int = 0, n_neighbors:
 
 @dataclass
 class GeometryReport:
-    """Geometry of one retriever's embedding space on one corpus (DESIGN section 6)."""
+    """Geometry of one retriever's embedding space on one corpus: what ``python -m ciea geometry``
+    prints (its fields are a contract, docs/contracts.md)."""
 
     corpus: str
     retriever: str

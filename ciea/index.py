@@ -23,6 +23,11 @@ INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+#: Scores equal to this many decimal places are ties (a cosine's float32 noise is ~1e-7).
+SCORE_DECIMALS = 6
+#: How far below the k-th FAISS score a candidate must fall before search stops fetching:
+#: well above the float32 error of an inner product of unit vectors (~1e-6 at 1,024 dims).
+CANDIDATE_SLACK = 1e-4
 
 
 class IndexStoreError(RuntimeError):
@@ -122,6 +127,7 @@ class VectorIndex:
         self.index = index
         self.ids = list(ids)
         self.manifest = manifest
+        self._reconstructable: bool | None = None  # decided on the first search
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -178,8 +184,13 @@ class VectorIndex:
         return cls(index, ids, manifest)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        """Top-k hits per query, best first; equal scores are ordered by a hash of the doc id
-        (never by corpus order, which would favour whatever was indexed first)."""
+        """Top-k hits per query, best first, the same on every run and thread count.
+
+        FAISS's float32 scores move in the 7th digit with the thread count and a vector's row
+        (BLAS blocks rows differently), so FAISS only proposes candidates: it searches until the
+        last candidate is clearly below the k-th, then the candidates are re-scored exactly and
+        ordered by ``ranking_key`` (equal scores by a hash of the doc id, never by corpus order).
+        """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(0, min(int(k), len(self)))
         if k == 0:
@@ -187,18 +198,36 @@ class VectorIndex:
         fetch = min(len(self), k + max(10, k))
         while True:
             scores, rows = self.index.search(queries, fetch)
-            # If the k-th score still ties with the last fetched one, the tie may continue past
-            # the fetched rows: fetch more so the hash, not insertion order, decides.
-            open_tie = np.round(scores[:, fetch - 1], 6) >= np.round(scores[:, k - 1], 6)
-            if fetch == len(self) or not open_tie.any():
+            # A document within float noise of the k-th score (or tied with it) may lie past the
+            # fetched rows: fetch more until every query's last candidate is clearly below.
+            open_end = scores[:, fetch - 1] >= scores[:, k - 1] - CANDIDATE_SLACK
+            if fetch == len(self) or not open_end.any():
                 break
             fetch = min(len(self), fetch * 4)
         out = []
-        for score_row, id_row in zip(scores, rows):
-            hits = [Hit(self.ids[i], float(s)) for s, i in zip(score_row, id_row) if i >= 0]
-            hits.sort(key=lambda h: (-round(h.score, 6), tie_breaker(h.doc_id)))
+        for query, score_row, id_row in zip(queries, scores, rows):
+            found = id_row >= 0
+            exact = self._exact_scores(query, id_row[found])
+            row_scores = exact if exact is not None else score_row[found]
+            hits = [Hit(self.ids[i], float(s)) for s, i in zip(row_scores, id_row[found])]
+            hits.sort(key=lambda h: ranking_key(h.doc_id, h.score))
             out.append(hits[:k])
         return out
+
+    def _exact_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """Inner products of ``query`` with the stored vectors of ``rows`` in float64 by numpy's
+        own loops (no BLAS threads): equal vectors get equal scores. None where the index cannot
+        give its vectors back (e.g. IVF without a direct map); FAISS's scores are used then."""
+        if self._reconstructable is None:
+            try:
+                self.index.reconstruct(0)
+                self._reconstructable = True
+            except RuntimeError:
+                self._reconstructable = False
+        if not self._reconstructable:
+            return None
+        vectors = self.index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+        return np.multiply(vectors.astype(np.float64), query.astype(np.float64)).sum(axis=1)
 
     def reconstruct_all(self) -> np.ndarray:
         """All stored vectors (exact for Flat indexes), e.g. for geometry."""
@@ -208,3 +237,9 @@ class VectorIndex:
 def tie_breaker(doc_id: str) -> int:
     """A relevance-free, stable ordering key for equal scores."""
     return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def ranking_key(doc_id: str, score: float) -> tuple[float, int]:
+    """The one ordering of ranked documents: higher score first, where scores equal to
+    ``SCORE_DECIMALS`` places are ties ordered by ``tie_breaker``."""
+    return -round(float(score), SCORE_DECIMALS), tie_breaker(doc_id)

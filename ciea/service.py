@@ -28,7 +28,7 @@ from ciea.data.schema import (
     load_queries,
     split_query_files,
 )
-from ciea.index import MANIFEST_FILE, Expectation, IndexStoreError, VectorIndex
+from ciea.index import MANIFEST_FILE, SCORE_DECIMALS, Expectation, IndexStoreError, VectorIndex
 from ciea.retrievers import REGISTRY, Retriever, create_retriever
 from ciea.validation import (
     InputError,
@@ -103,7 +103,7 @@ class SearchResponse:
             "judged": self.judged,
             "notices": self.notices,
             "results": {
-                name: [{"rank": r.rank, "doc_id": r.doc_id, "score": round(r.score, 6), "text": r.text,
+                name: [{"rank": r.rank, "doc_id": r.doc_id, "score": round(r.score, SCORE_DECIMALS), "text": r.text,
                         "category": r.category, "relevant": r.relevant} for r in rows]
                 for name, rows in self.results.items()
             },

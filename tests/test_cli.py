@@ -1,4 +1,4 @@
-"""The command-line contracts of DESIGN section 6, on the shipped stamps indexes."""
+"""The command-line contracts (docs/contracts.md), on the shipped stamps and scenes indexes."""
 
 from __future__ import annotations
 
@@ -59,18 +59,59 @@ def test_search_with_a_mismatched_index_names_the_rebuild_command(repo_root, tmp
 
 
 def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_path):
+    import os
     import shutil
 
     indexes = tmp_path / "indexes"
     shutil.copytree(repo_root / "indexes" / "scenes", indexes / "scenes")
-    out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
-                          "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
-                         timeout=600, env={**__import__("os").environ, "CIEA_INDEX_DIR": str(indexes)})
-    assert out.returncode == 0, out.stderr
+    written = []
+    for threads in ("1", "2"):  # the same indexes give the same bytes whatever the thread count
+        out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
+                              "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
+                             timeout=600, env={**os.environ, "CIEA_INDEX_DIR": str(indexes), "CIEA_THREADS": threads})
+        assert out.returncode == 0, out.stderr
+        written.append(((indexes / "scenes" / "eval_test.json").read_bytes(), out.stdout))
+    assert written[0] == written[1]
     report = json.loads(out.stdout)
+    shipped = json.loads((repo_root / "indexes" / "scenes" / "eval_test.json").read_text())["metrics"]
+    assert list(report["metrics"]) == list(shipped)  # --retriever text-dense updates text-dense only
+    assert {n: m for n, m in report["metrics"].items() if n != "text-dense"} == \
+        {n: m for n, m in shipped.items() if n != "text-dense"}
     assert report["queries"] >= 1000
     by_kind = report["metrics"]["text-dense"]
     assert set(by_kind) == {"all", "caption", "complementary", "image-only"}
     # Captions name the primary, so caption-answerable queries are easy and image-only ones are not.
     assert by_kind["caption"]["mrr@10"] > 0.9 > 0.2 > by_kind["image-only"]["mrr@10"]
     assert json.loads((indexes / "scenes" / "eval_test.json").read_text())["metrics"] == report["metrics"]
+
+
+def test_eval_of_one_retriever_keeps_the_others_in_the_saved_report(tiny_built, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from ciea.cli import main
+
+    indexes = tmp_path / "indexes"
+    shutil.copytree(tiny_built.indexes_dir / "tiny", indexes / "tiny")
+    for name, value in (("CIEA_ASSETS_DIR", tiny_built.assets_dir), ("CIEA_INDEX_DIR", indexes),
+                        ("CIEA_CACHE_DIR", tiny_built.cache_dir)):
+        monkeypatch.setenv(name, str(value))
+    saved_file = indexes / "tiny" / "eval_captions.json"
+    other = {"all": {"mrr@10": 0.125}}
+    saved = {"corpus": "tiny", "split": "captions", "queries": 6, "backbone": "bundled",
+             "metrics": {"dual-fused": other, "text-dense": {"all": {"mrr@10": 0.0}}, "ciea": other}}
+    saved_file.write_text(json.dumps(saved))
+
+    assert main(["eval", "--corpus", "tiny", "--split", "captions", "--retriever", "text-dense"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads(saved_file.read_text())
+    assert printed == written
+    assert list(written["metrics"]) == ["dual-fused", "text-dense", "ciea"]
+    assert written["metrics"]["dual-fused"] == written["metrics"]["ciea"] == other
+    assert written["metrics"]["text-dense"]["all"]["recall@1"] == 1.0  # distinct captions find their own
+
+    # A report of another backbone is not mixed with this one's: it is replaced, with a warning.
+    saved_file.write_text(json.dumps({**saved, "backbone": "open_clip:ViT-B-32:none"}))
+    assert main(["eval", "--corpus", "tiny", "--split", "captions", "--retriever", "text-dense"]) == 0
+    captured = capsys.readouterr()
+    assert "replacing it" in captured.err
+    assert list(json.loads(saved_file.read_text())["metrics"]) == ["text-dense"]

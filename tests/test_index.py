@@ -99,3 +99,64 @@ def test_hnsw_factory_string_is_honoured(tmp_path):
     index.save(tmp_path / "h")
     loaded = VectorIndex.load(tmp_path / "h")
     assert loaded.search(vectors[:1], 1)[0][0].doc_id == ids[0]
+
+
+class RowNoiseIndex:
+    """A FAISS index whose scores carry a fixed offset per stored row, the way BLAS blocking
+    moves float32 inner products in the 7th digit depending on a vector's row and thread count."""
+
+    def __init__(self, inner, offsets):
+        self.inner, self.offsets = inner, np.asarray(offsets, dtype=np.float32)
+        self.ntotal, self.d = inner.ntotal, inner.d
+
+    def search(self, queries, k):
+        scores, rows = self.inner.search(queries, self.ntotal)
+        noisy = scores + self.offsets[rows]
+        order = np.argsort(-noisy, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(noisy, order, 1), np.take_along_axis(rows, order, 1)
+
+    def reconstruct(self, i):
+        return self.inner.reconstruct(i)
+
+    def reconstruct_batch(self, rows):
+        return self.inner.reconstruct_batch(rows)
+
+
+def noisy_index(vectors, ids, offsets):
+    import faiss
+
+    inner = faiss.IndexFlatIP(vectors.shape[1])
+    inner.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return VectorIndex(RowNoiseIndex(inner, offsets), ids, IndexManifest("t", "r", "b", vectors.shape[1], len(ids)))
+
+
+def test_equal_vectors_tie_whatever_the_float_noise_of_their_rows():
+    # 30 copies of one vector whose score (0.8000005) sits on a 6-decimal rounding boundary:
+    # noise of a few 1e-7 per row must not split them into two score groups.
+    d = 8
+    doc = np.zeros((1, d), dtype=np.float32)
+    doc[0, 0] = 1.0
+    query = np.zeros((1, d), dtype=np.float32)
+    query[0, :2] = [0.8000005, np.sqrt(1 - 0.8000005 ** 2)]
+    ids = [f"dup-{i}" for i in range(30)]
+    vectors = np.repeat(doc, 30, 0)
+    expected = sorted(ids, key=tie_breaker)[:5]
+    for seed in (0, 1):
+        offsets = np.random.default_rng(seed).uniform(-3e-7, 3e-7, 30)
+        assert [h.doc_id for h in noisy_index(vectors, ids, offsets).search(query, 5)[0]] == expected
+
+
+def test_a_document_the_noise_pushed_below_the_cut_is_still_found():
+    # Exact scores 0.5 (a) and 0.499998 (b); row noise swaps them in FAISS's float32 order.
+    d = 8
+    query = np.zeros((1, d), dtype=np.float32)
+    query[0, 0] = 1.0
+    vectors = np.zeros((12, d), dtype=np.float32)
+    for row, score in enumerate([0.5, 0.499998] + [0.1 - 0.01 * i for i in range(10)]):
+        vectors[row, :2] = [score, np.sqrt(1 - score ** 2)]
+    ids = ["a", "b"] + [f"far-{i}" for i in range(10)]
+    offsets = np.zeros(12)
+    offsets[:2] = [-5e-6, 5e-6]
+    hits = noisy_index(vectors, ids, offsets).search(query, 1)[0]
+    assert [h.doc_id for h in hits] == ["a"]
+    assert hits[0].score == pytest.approx(0.5, abs=1e-7)

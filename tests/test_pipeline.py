@@ -1,5 +1,6 @@
 """The whole offline pipeline on a random-weight open_clip backbone over the tiny corpus:
-train every head, build every index with geometry, list, search, measure, evaluate (DESIGN 4)."""
+train every head, build every index with geometry, list, search, measure, evaluate: a user with
+network rebuilds the whole demo on real CLIP with these same commands."""
 
 from __future__ import annotations
 

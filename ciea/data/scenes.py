@@ -1,6 +1,6 @@
 """The scenes corpus: a complementary-information benchmark generated from the stamps.
 
-Why: a caption says only part of what an image shows (DESIGN section 2). Here that is true
+Why: a caption says only part of what an image shows (docs/method.md). Here that is true
 by construction. Each scene is a 256x256 canvas holding one large *primary* stamp and one or
 two smaller *secondary* stamps; the document caption is the primary stamp's description
 only. Queries that name the primary plus a secondary can be answered only by a retriever
@@ -27,7 +27,7 @@ Query kinds (per split; relevance is computed over the WHOLE corpus of all split
 - ``caption``: names the primary only; relevant = every scene with that primary.
 - ``complementary``: primary plus a secondary; relevant = every scene with that primary whose
   image contains that secondary. Test and dev use "<primary> beside <secondary>"; train uses
-  four other templates (DESIGN section 9).
+  four other templates, so no test phrasing is ever trained on.
 - ``image-only``: a secondary alone ("a picture that also shows a <secondary>"); relevant =
   every scene whose image contains it, in any role.
 Caption and image-only queries follow the same rule: one held-out template for dev/test,
