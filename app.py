@@ -9,6 +9,10 @@ the first page renders. Every event has an explicit api_name; README.md lists th
 
 from __future__ import annotations
 
+# First, before anything that imports torch: on ZeroGPU hardware the `spaces` package must be
+# imported before torch, and ciea.ui.zerogpu imports it where it exists.
+from ciea.ui.zerogpu import on_gpu  # isort: skip
+
 import atexit
 import logging
 import os
@@ -30,7 +34,6 @@ from ciea.ui.geometry_tab import GeometryActions, build_geometry_tab
 from ciea.ui.results import availability_html, message_html
 from ciea.ui.search_tab import EXAMPLES, SearchActions, build_search_tab
 from ciea.ui.style import CSS, THEME
-from ciea.ui.zerogpu import on_gpu
 
 log = logging.getLogger("ciea.app")
 DEFAULT_CORPUS = "stamps"

@@ -81,15 +81,16 @@ class LaunchedApp:
 
 @contextlib.contextmanager
 def launch_app(log: Path | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
-               env: dict[str, str] | None = None) -> Iterator[LaunchedApp]:
-    """``python app.py`` on a free loopback port; yields once the page answers, stops it after."""
+               env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[LaunchedApp]:
+    """``python app.py`` in ``cwd`` (default: this project) on a free loopback port; yields once
+    the page answers, stops it after."""
     port = free_port()
     log = log or Path(tempfile.mkdtemp(prefix="ciea-soak-")) / "app.log"
     full_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                     GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **(env or {}))
     url = f"http://127.0.0.1:{port}/"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=fh,
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=cwd, env=full_env, stdout=fh,
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout_s

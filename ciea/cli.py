@@ -1,4 +1,5 @@
-"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry}``.
+"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry,space-files,
+deploy-space}``.
 
 The output formats of ``retrievers``, ``search``, ``eval`` and ``geometry`` are contracts that
 other tools parse (docs/contracts.md). Errors go to stderr as one clear line, exit code != 0.
@@ -267,6 +268,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_space_files(args: argparse.Namespace) -> int:
+    from ciea.space import space_files
+
+    for path in space_files(settings=_settings(args)):
+        print(path)
+    return 0
+
+
+def cmd_deploy_space(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ciea.space import deploy
+
+    try:
+        deploy(args.space, settings=_settings(args), private=args.private or None)
+    except HfHubHTTPError as exc:
+        print(f"error: the Hub refused the upload: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ciea", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -353,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the saved checkpoint (history is kept)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("space-files", parents=[common], help="print the files a Hugging Face Space upload "
+                       "takes, one relative path a line")
+    p.set_defaults(func=cmd_space_files)
+
+    p = sub.add_parser("deploy-space", parents=[common], help="upload exactly those files to a Hugging Face "
+                       "Space (token: $HF_TOKEN or 'hf auth login')")
+    p.add_argument("space", metavar="OWNER/NAME", help="the Space's id, e.g. my-name/ciea-explorer")
+    p.add_argument("--private", action="store_true", help="create the Space as private (new Spaces only)")
+    p.set_defaults(func=cmd_deploy_space)
     return parser
 
 

@@ -23,7 +23,10 @@ QUERY = "a red fire truck"
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -r requirements-dev.txt (.ci/run does this)")
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
