@@ -308,6 +308,20 @@ def test_scenes_results_render_their_images_on_demand(client, app_url):
         assert resp.status == 200 and resp.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_emoji_corpus_is_served_with_judged_natural_queries(client, app_url):
+    queries = [json.loads(line) for line in (ROOT / "assets" / "emoji" / "queries_test.jsonl").open()]
+    qrels = json.loads((ROOT / "assets" / "emoji" / "qrels_test.json").read_text())
+    name = next(q for q in queries if q["kind"] == "name")
+    html, data = client.predict(name["text"], "emoji", ["text-dense", "dual-fused", "ciea"], 5, api_name="/search")
+    assert data["corpus"] == "emoji" and data["judged"]
+    assert set(data["results"]) == {"text-dense", "dual-fused", "ciea"}
+    assert {r["doc_id"] for r in data["results"]["text-dense"]} & set(qrels[name["qid"]])  # the name finds it
+    assert all(r["relevant"] == (r["doc_id"] in qrels[name["qid"]]) for r in data["results"]["ciea"])
+    thumb = re.search(r'src="(/gradio_api/file=[^"]+)"', html).group(1)
+    with urllib.request.urlopen(app_url.rstrip("/") + thumb, timeout=10) as resp:
+        assert resp.status == 200 and resp.read(4) == b"RIFF"  # the committed WebP thumbnail
+
+
 def test_search_by_image_endpoint(client, tmp_path):
     from gradio_client import handle_file
 
