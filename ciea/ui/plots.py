@@ -147,6 +147,12 @@ def statistics_rows(report: Mapping) -> list[list]:
 
 
 STATISTICS_HEADERS = ["statistic", "value", "CI low", "CI high", "note"]
+#: Which way each statistic is better, for the chart's labels ("lower" unless named here).
+HIGHER_IS_BETTER = {"cosine, matched image-caption pairs"}
+
+
+def _direction(statistic: str) -> str:
+    return "higher = better" if statistic in HIGHER_IS_BETTER else "lower = smaller gap"
 
 
 def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = None,
@@ -158,14 +164,18 @@ def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = Non
     for i, (name, report) in enumerate(reports.items()):
         stats = geometry_statistics(report)
         fig.add_trace(go.Bar(
-            y=[s[0] for s in stats], x=[s[1] for s in stats], name=name, orientation="h",
+            y=[f"{s[0]}<br><i>{_direction(s[0])}</i>" for s in stats], x=[s[1] for s in stats], name=name,
+            orientation="h",
             marker={"color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
                         "line": {"width": 3 if name == selected else 0, "color": "#111827"}},
             error_x={"type": "data", "symmetric": False,
                          "array": [(s[2][1] - s[1]) if s[2] else 0 for s in stats],
                          "arrayminus": [(s[1] - s[2][0]) if s[2] else 0 for s in stats], "visible": True}))
     fig.update_yaxes(autorange="reversed", automargin=True)  # top to bottom in table order
-    return _layout(fig, height, "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
+    fig.update_xaxes(title="value (distances on unit vectors, 0 to 2; cosines, -1 to 1)")
+    bars = sum(len(geometry_statistics(r)) for r in reports.values())
+    return _layout(fig, max(height, 140 + 12 * bars),
+                   "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
                    legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
 
 
@@ -179,12 +189,29 @@ def gap_shift_figure(report: Mapping, height: int = SMALL_HEIGHT + 60) -> go.Fig
         rows = sorted((p for p in points if p.get("metric", "value") == metric), key=lambda p: p["factor"])
         fig.add_trace(go.Scatter(x=[p["factor"] for p in rows], y=[p.get("value") for p in rows],
                                  mode="lines+markers", name=str(metric)))
-    fig.update_xaxes(title="shift factor")
-    return _layout(fig, height, "Gap-shift curve")
+    metrics = list(dict.fromkeys(str(p.get("metric", "value")) for p in points))
+    fig.update_xaxes(title="shift factor (0 = as trained, 1 = image and caption centroids aligned)")
+    fig.update_yaxes(title=", ".join(m.upper().replace("@", "@") for m in metrics) + " (0 to 1, higher = better)")
+    return _layout(fig, height, "Gap-shift curve: retrieval as the modality gap is closed")
 
 
-def benchmark_figure(report: Mapping, metric: str, height: int = CHART_HEIGHT) -> go.Figure:
-    """Grouped bars of one metric: x = retriever, one bar per query kind."""
+def _whiskers(report: Mapping, metric: str, kind: str, names: Sequence[str],
+              intervals: Mapping[tuple[str, str], tuple[float, float] | None] | None) -> dict | None:
+    """Asymmetric error bars for MRR@10 bars from bootstrap intervals, else None."""
+    if metric != "mrr@10" or not intervals:
+        return None
+    values = [float(report["metrics"][n][kind].get(metric) or 0.0) for n in names]
+    cis = [intervals.get((n, kind)) for n in names]
+    return {"type": "data", "symmetric": False, "visible": True,
+            "array": [max(0.0, ci[1] - v) if ci else 0.0 for v, ci in zip(values, cis)],
+            "arrayminus": [max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, cis)]}
+
+
+def benchmark_figure(report: Mapping, metric: str,
+                     intervals: Mapping[tuple[str, str], tuple[float, float] | None] | None = None,
+                     height: int = CHART_HEIGHT) -> go.Figure:
+    """Grouped bars of one metric: x = retriever, one bar per query kind; MRR@10 bars get
+    whiskers where ``intervals`` has their (retriever, kind) interval."""
     by_retriever = report.get("metrics", {}) if report else {}
     if not by_retriever:
         return notice_figure("No evaluation report for this split yet.", height)
@@ -195,7 +222,7 @@ def benchmark_figure(report: Mapping, metric: str, height: int = CHART_HEIGHT) -
         fig.add_trace(go.Bar(x=names, y=[by_retriever[n][kind].get(metric) for n in names], name=kind,
                              marker_color=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
                              text=[f"{by_retriever[n][kind].get(metric, 0):.2f}" for n in names],
-                             textposition="outside"))
+                             textposition="outside", error_y=_whiskers(report, metric, kind, names, intervals)))
     fig.update_traces(cliponaxis=False)  # value labels above the tallest bar stay visible
     fig.update_yaxes(title=metric, rangemode="tozero")
     return _layout(fig, height, f"{metric} per retriever and query kind", barmode="group",
