@@ -27,7 +27,8 @@ from ciea.service import ResultRow, SearchResponse, SearchService, normalise_que
 from ciea.ui.geometry_tab import expected_seconds
 from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay, stretch
 from ciea.ui.plots import statistics_rows, umap_figure
-from ciea.ui.results import results_html
+from ciea.ui.examples import curated, examples_for, expectation
+from ciea.ui.results import SCORES_NOTE, Verdict, best_columns, column_verdict, results_html, ties
 from ciea.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +61,69 @@ def test_relevant_cards_are_marked_for_eyes_and_screen_readers():
 def test_results_are_aligned_by_rank_with_empty_cells_for_short_columns():
     long = [ResultRow(i, f"d{i}", 1 - i / 10, f"doc {i}", None, "") for i in (1, 2, 3)]
     html = results_html(SearchResponse("q", "c", 3, {"a": long, "b": long[:1]}), {})
-    rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
-    assert [re.search(r'class="rank">(\d+)<', r).group(1) for r in rows] == ["1", "2", "3"]
-    assert [r.count('class="ciea-card"') for r in rows] == [2, 1, 1]
+    columns = re.findall(r'<section class="ciea-col" style="--c:(\d+)"(.*?)</section>', html)
+    assert [c for c, _ in columns] == ["1", "2"]
+    # each card sits in its rank's grid row (rows 1 and 2 are the header and the verdict)
+    rows = [re.findall(r'class="ciea-card"[^>]*style="grid-row:(\d+)"[^>]*data-rank="(\d+)"', body)
+            for _, body in columns]
+    assert rows == [[("3", "1"), ("4", "2"), ("5", "3")], [("3", "1")]]
+
+
+def test_verdict_per_column_for_judged_queries_marks_the_best():
+    def rows(relevant_ranks, k=4):
+        return [ResultRow(r, f"d{r}", 1 - r / 10, f"doc {r}", None, "", relevant=r in relevant_ranks)
+                for r in range(1, k + 1)]
+
+    results = {"a": rows({2, 4}), "b": rows({1}), "c": rows(set())}
+    assert column_verdict(results["a"]) == Verdict(2, 0.5, 2, 4)
+    assert column_verdict(results["c"]).text == "no relevant result in the top 4 · RR 0.00"
+    verdicts = {n: column_verdict(r) for n, r in results.items()}
+    assert best_columns(verdicts) == {"b"}
+    assert best_columns({"x": Verdict(1, 1.0, 2, 4), "y": Verdict(1, 1.0, 2, 4)}) == {"x", "y"}
+    assert best_columns({"x": Verdict(None, 0.0, 0, 4)}) == set()  # nothing found: no winner
+    html = results_html(SearchResponse("q", "c", 4, results, judged=True), {})
+    verdict_cells = re.findall(r'<div class="ciea-verdict"[^>]*data-retriever="(\w)"([^>]*)>', html)
+    assert [(n, "data-best" in rest) for n, rest in verdict_cells] == [("a", False), ("b", True), ("c", False)]
+    assert "first relevant at rank 2 · RR 0.50 · 2 of 4 relevant" in html
+    assert SCORES_NOTE in html and "ciea-mark" not in html  # judged: no hand-marking
+
+
+def test_unjudged_results_offer_marks_and_a_verdict_waiting_for_them():
+    rows = [ResultRow(r, f"d{r}", 0.5, f"doc {r}", None, "") for r in (1, 2)]
+    html = results_html(SearchResponse("q", "c", 2, {"a": rows, "b": rows[:1]}), {})
+    assert html.count('class="ciea-mark"') == 3
+    assert html.count("data-manual") == 2 and "mark relevant results to score the top 2" in html
+
+
+def test_ties_are_flagged_with_their_count():
+    scores = [0.9, 0.634, 0.634, 0.634, 0.5, 0.4, 0.4]
+    rows = [ResultRow(i, f"d{i}", s, "x", None, "") for i, s in enumerate(scores, 1)]
+    assert ties(rows) == {2: (3, False), 3: (3, False), 4: (3, False), 6: (2, True), 7: (2, True)}
+    html = results_html(SearchResponse("q", "c", 7, {"a": rows}), {})
+    assert html.count("tie: 3 documents share this score") == 3
+    assert html.count("tie: 2 or more documents share this score") == 2
+
+
+def test_every_curated_example_is_judged_and_says_who_should_win():
+    service = SearchService()
+    examples = curated()
+    assert examples, "no curated examples"
+    for corpus, chosen in examples.items():
+        if corpus not in service.corpora():
+            continue
+        for example in chosen:
+            assert service.relevant(corpus, example.text), f"{corpus}: {example.text!r} is not judged"
+            assert example.expect.startswith("Expected:") and example.kind
+
+
+def test_a_corpus_without_curated_examples_gets_judged_queries(tiny_built, tmp_path):
+    service = SearchService(tiny_built)
+    empty = tmp_path / "examples.json"
+    empty.write_text("{}", encoding="utf-8")
+    chosen = examples_for(service, "tiny", empty)
+    assert 0 < len(chosen) <= 4
+    assert all(service.relevant("tiny", e.text) for e in chosen)
+    assert expectation(chosen, chosen[0].text.upper()) == chosen[0].expect
 
 
 def test_unavailable_retrievers_become_one_collapsed_note():
@@ -286,7 +347,8 @@ def test_query_markup_is_not_rendered(client):
     tags = parse_tags(html)
     assert not any("onerror" in attrs for _, attrs in tags)  # nothing of the query becomes markup
     assert not any(tag == "img" and attrs.get("src") == "x" for tag, attrs in tags)
-    assert [a["data-query"] for t, a in tags if t == "table"] == [evil]  # kept as text, for the detail view
+    # kept as text, for the detail view
+    assert [a["data-query"] for t, a in tags if a.get("class") == "ciea-results"] == [evil]
     assert data["query"] == evil
 
 

@@ -56,11 +56,8 @@ def build_detail_view() -> DetailView:
                        label="Document")
         image = gr.Image(type="pil", label="Document image", interactive=False, height=340,
                          buttons=["fullscreen", "download"])
-        with gr.Row(equal_height=True):
-            scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)",
-                             scale=3, min_width=200)
-            search_image = gr.Button("Search with this image", scale=1, min_width=120, size="sm",
-                                     elem_id="ciea-search-this-image")
+        search_image = gr.Button("Search with this image", size="sm", elem_id="ciea-search-this-image")
+        scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)")
         plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP")
         # What was clicked; hidden, but inputs of /document so API clients pass them directly.
         corpus = gr.Textbox(visible=False)

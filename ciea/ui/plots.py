@@ -20,7 +20,12 @@ SMALL_HEIGHT = 300
 #: One colour per cloud when colouring by modality.
 MODALITY_COLOURS = {"text": "#2563eb", "image": "#ea580c", "document": "#16a34a"}
 #: One marker per cloud when colour is taken by the category.
-MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square"}
+MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square-open"}
+#: Marker size per cloud, largest drawn first: where two clouds coincide (text-dense's documents
+#: are its captions) the later, smaller markers sit inside the earlier ones and both stay visible.
+MODALITY_SIZES = {"document": 9, "image": 6, "text": 4}
+#: Clouds are drawn in this order (unknown ones first).
+DRAW_ORDER = ("document", "image", "text")
 CATEGORY_COLOURS = qualitative.Dark24
 COLOUR_MODES = ("modality", "category")
 
@@ -59,31 +64,36 @@ def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_i
     hover = [f"<b>{html.escape(c)}</b><br>{html.escape(d)}" for c, d in zip(captions, doc_ids)]
     groups = [top_category(c) for c in categories]
     fig = go.Figure()
-    for cloud, xy in coords.items():
+    ordered = sorted(coords.items(), key=lambda item: DRAW_ORDER.index(item[0]) if item[0] in DRAW_ORDER else -1)
+    for cloud, xy in ordered:
         xy = np.asarray(xy)
+        size = MODALITY_SIZES.get(cloud, 6)
         if colour_by == "modality":
             fig.add_trace(go.Scattergl(
                 x=xy[:, 0], y=xy[:, 1], mode="markers", name=cloud, hovertext=hover[:len(xy)],
                 hovertemplate=f"%{{hovertext}}<br>{cloud}<extra></extra>",
-                marker={"size": 5, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
+                marker={"size": size, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
             continue
         for i, group in enumerate(sorted(set(groups))):
             rows = [j for j in range(len(xy)) if groups[j] == group]
             fig.add_trace(go.Scattergl(
                 x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=group, legendgroup=group,
-                showlegend=cloud == next(iter(coords)), hovertext=[hover[j] for j in rows],
+                showlegend=cloud == ordered[0][0], hovertext=[hover[j] for j in rows],
                 hovertemplate=f"%{{hovertext}}<br>{cloud} · {html.escape(group)}<extra></extra>",
-                marker={"size": 5, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
+                marker={"size": size, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
+    # The current document and the query are drawn last, on the same WebGL layer as the clouds,
+    # so they sit on top; which cloud a ring marks is in its hover text, not printed beside it.
     if highlight is not None:
         points = [(cloud, np.asarray(xy)[highlight]) for cloud, xy in coords.items() if highlight < len(xy)]
-        fig.add_trace(go.Scatter(
-            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers+text", name="this document",
-            text=[p[0] for p in points], textposition="top center", hoverinfo="skip",
-            marker={"size": 14, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#111827"}}))
+        fig.add_trace(go.Scattergl(
+            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers", name="this document",
+            hovertext=[f"this document ({p[0]})" for p in points], hovertemplate="%{hovertext}<extra></extra>",
+            marker={"size": 16, "symbol": "circle-open",
+                    "color": [MODALITY_COLOURS.get(p[0], "#111827") for p in points], "line": {"width": 3}}))
     if query_xy is not None:
-        fig.add_trace(go.Scatter(
+        fig.add_trace(go.Scattergl(
             x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name="query",
             hovertext=[html.escape(query_label)], hovertemplate="query: %{hovertext}<extra></extra>",
             marker={"size": 20, "symbol": "star", "color": "#facc15", "line": {"width": 2, "color": "#111827"}}))

@@ -28,8 +28,8 @@ from ciea.service import ResultRow, SearchResponse, unavailable_notice
 
 #: Two scores closer than this are the same score (FAISS returns float32 inner products).
 TIE_TOLERANCE = 1e-5
-SCORES_NOTE = ("Scores are each retriever's own similarity on its own scale: compare ranks and verdicts "
-               "across columns, not scores.")
+SCORES_NOTE = ("Scores are not comparable across columns: each retriever scores on its own scale, so compare "
+               "ranks and verdicts.")
 
 #: ``js_on_load`` of every results ``gr.HTML``. A click (or Enter / Space) on a card fires the
 #: component's click event with the card's document id and retriever, and the grid's corpus and
@@ -153,7 +153,7 @@ def _card(row: ResultRow, retriever: str, grid_row: int, tie: tuple[int, bool] |
     label = f"Rank {row.rank}: {row.text}" + (" (judged relevant)" if row.relevant else "") + ". Open details."
     tie_note = ""
     if tie is not None:
-        count = f"{tie[0]}+" if tie[1] else str(tie[0])
+        count = f"{tie[0]} or more" if tie[1] else str(tie[0])
         tie_note = (f'<div class="ciea-tie" title="Their order is arbitrary.">tie: {count} documents share '
                     f"this score</div>")
     button = ('<button type="button" class="ciea-mark" aria-pressed="false" '

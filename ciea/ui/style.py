@@ -34,11 +34,13 @@ CSS = """
 .ciea-verdict .best { display: inline-block; margin-right: 4px; padding: 0 6px; border-radius: 999px;
   color: #fff; background: #15803d; font-size: .9em; }
 .ciea-verdict .best[hidden] { display: none; }
-.ciea-card { container-type: inline-size; display: flex; flex-direction: column; justify-content: space-between;
+.ciea-card { display: flex; flex-direction: column; justify-content: space-between;
   gap: 4px; padding: 6px; border-radius: 8px; box-sizing: border-box; cursor: pointer; min-width: 0;
   background: var(--block-background-fill); border: 1px solid var(--border-color-primary); }
-.ciea-card .body { display: flex; gap: 10px; align-items: flex-start; min-width: 0; }
-.ciea-card .words { min-width: 0; }
+/* The caption sits beside the thumbnail while the card is wide enough, else wraps below it
+   (flex-wrap: Gradio's stylesheet processing drops @container rules). */
+.ciea-card .body { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: flex-start; min-width: 0; }
+.ciea-card .words { flex: 1 1 120px; min-width: 0; }
 .ciea-card:hover, .ciea-card:focus-visible { border-color: var(--color-accent); outline: none;
   box-shadow: 0 0 0 2px var(--color-accent-soft); }
 .ciea-card[data-relevant] { border: 3px solid #15803d; background: #f0fdf4; }
@@ -55,10 +57,6 @@ CSS = """
 .ciea-mark[aria-pressed="true"] { background: #2563eb; border-color: #2563eb; color: #fff; }
 .ciea-rel { display: inline-block; margin-right: 4px; padding: 0 6px; border-radius: 999px; font-size: .8em;
   font-weight: 700; color: #fff; background: #15803d; }
-@container (max-width: 300px) {
-  .ciea-card .body { flex-direction: column; gap: 4px; }
-  .ciea-card img { width: 100%; height: 90px; }
-}
 /* Phones: each retriever becomes a stacked section (header, verdict, its cards). */
 @media (max-width: 700px) {
   .ciea-grid { display: block; }
