@@ -133,7 +133,7 @@ def build_demo(service: SearchService) -> gr.Blocks:
             with gr.Tab("Benchmark", id="benchmark") as bench_tab:
                 b = build_benchmark_tab(bench.splits(default_corpus) if default_corpus else [])
             with gr.Tab("About", id="about") as about_tab:
-                about = gr.Markdown(about_markdown(LOADING))
+                about = gr.Markdown(about_markdown(LOADING), elem_id="ciea-about")
         d = build_detail_view()
         for tab, name in ((search_tab, "search"), (geo_tab, "geometry"), (bench_tab, "benchmark"),
                           (about_tab, "about")):
@@ -168,8 +168,9 @@ def build_demo(service: SearchService) -> gr.Blocks:
                              concurrency_id="image")
         s.raw.change(shown_query, s.raw, [g.query, s.query], api_name="track_query", api_visibility="private",
                      show_progress="hidden")
-        s.raw.change(None, s.raw, None, js=URL_STATE_JS, api_visibility="private", show_progress="hidden")
-        s.copy_link.click(None, None, None, js=COPY_LINK_JS, api_visibility="private")
+        s.raw.change(None, s.raw, None, js=URL_STATE_JS, api_name="share_url", api_visibility="private",
+                     show_progress="hidden")
+        s.copy_link.click(None, None, None, js=COPY_LINK_JS, api_name="copy_link", api_visibility="private")
 
         # Detail view: a click on any result card opens the sidebar, then /document fills it.
         gr.on([s.results.click, b.results.click], detail.select, None,

@@ -50,7 +50,7 @@ def build_benchmark_tab(splits: list[str]) -> BenchmarkTab:
         metric = gr.Dropdown(list(METRICS), value=DEFAULT_METRIC, label="Metric in the chart", scale=1)
     table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, max_height=2000, label="Evaluation",
                          elem_id="ciea-bench-table",
-                         column_widths=["70px", "200px", "80px"] + ["90px"] * (len(HEADERS) - 4) + ["150px"])
+                         column_widths=["8%", "22%", "7%"] + ["9%"] * (len(HEADERS) - 4) + ["18%"])
     with gr.Row(equal_height=True):
         gr.Markdown("*queries*: judged queries of that kind. The 95% interval of MRR@10 comes from resampling the "
                     "queries (bootstrap, BCa): it runs every query through every retriever once, a few seconds "
@@ -90,7 +90,8 @@ class BenchmarkActions:
         the tab is open, else cleared (the tab refreshes when opened)."""
         if not open_now:
             blank = notice_figure("Open the Benchmark tab to load this corpus.", height=120)
-            return gr.skip(), [], blank, gr.Dropdown(choices=[ALL_KINDS], value=ALL_KINDS), gr.Dropdown(choices=[], value=None)
+            # no kind chosen: the tab opens on a telling kind again
+            return gr.skip(), [], blank, gr.Dropdown(choices=[ALL_KINDS], value=None), gr.Dropdown(choices=[], value=None)
         chosen = self.open(corpus, split)
         value = chosen.value if isinstance(chosen, gr.Dropdown) else split
         return (chosen, *self.table(corpus, value, metric), *self.queries(corpus, value, ""))

@@ -157,12 +157,14 @@ def statistics_rows(report: Mapping) -> list[list]:
 
 
 STATISTICS_HEADERS = ["statistic", "value", "CI low", "CI high", "note"]
-#: Which way each statistic is better, for the chart's labels ("lower" unless named here).
-HIGHER_IS_BETTER = {"cosine, matched image-caption pairs"}
+#: Which way each statistic points, for the chart's labels.
+DIRECTIONS = {"cosine, matched image-caption pairs": "higher = better aligned",
+              "cosine, random image-caption pairs": "lower = less crowded",
+              "cosine, within images": "lower = less crowded", "cosine, within captions": "lower = less crowded"}
 
 
 def _direction(statistic: str) -> str:
-    return "higher = better" if statistic in HIGHER_IS_BETTER else "lower = smaller gap"
+    return DIRECTIONS.get(statistic, "lower = smaller gap")
 
 
 def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = None,
@@ -201,7 +203,8 @@ def gap_shift_figure(report: Mapping, height: int = SMALL_HEIGHT + 60) -> go.Fig
                                  mode="lines+markers", name=str(metric)))
     metrics = list(dict.fromkeys(str(p.get("metric", "value")) for p in points))
     fig.update_xaxes(title="shift factor (0 = as trained, 1 = image and caption centroids aligned)")
-    fig.update_yaxes(title=", ".join(m.upper().replace("@", "@") for m in metrics) + " (0 to 1, higher = better)")
+    measure = "MRR@10" if all("mrr@10" in m.lower() for m in metrics) else "retrieval metric"
+    fig.update_yaxes(title=f"{measure} (higher = better)")
     return _layout(fig, height, "Gap-shift curve: retrieval as the modality gap is closed")
 
 

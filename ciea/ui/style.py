@@ -63,11 +63,13 @@ CSS = """
   .ciea-col { display: block; margin-bottom: 18px; }
   .ciea-col > * { margin-bottom: 6px; }
   .ciea-head { border-top: 2px solid var(--border-color-primary); padding-top: 6px; }
+  #ciea-header p { display: none; }
 }
 .ciea-notice { padding: 6px 10px; border-radius: 6px; margin-bottom: 6px; background: var(--color-accent-soft); }
 .ciea-legend { font-size: .9em; opacity: .85; margin: 2px 0 6px; }
 .ciea-detail .cap { font-size: 1.15em; font-weight: 600; overflow-wrap: anywhere; }
 .ciea-detail .meta { opacity: .75; overflow-wrap: anywhere; }
+#ciea-about th, #ciea-about td:first-child { white-space: nowrap; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
 """
