@@ -25,8 +25,9 @@ from ciea.geometry import load_report
 from ciea.images import ImageInputError
 from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
 from ciea.ui.geometry_tab import expected_seconds
-from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay, stretch
+from ciea.ui.heatmap import MAX_ALPHA, TINT, heat_map, patch_overlay, stretch
 from ciea.ui.plots import statistics_rows, umap_figure
+from ciea.ui.benchmark import benchmark_rows, mrr_interval
 from ciea.ui.examples import curated, examples_for, expectation
 from ciea.ui.results import SCORES_NOTE, Verdict, best_columns, column_verdict, results_html, ties
 from ciea.validation import InputError
@@ -459,3 +460,29 @@ def test_heat_map_contrast_is_stretched_within_the_image():
     assert s.min() == 0.0 and s.max() == pytest.approx(1.0)
     assert s[0, 1] == pytest.approx((0.45 - 0.42) / 0.07, abs=1e-5)
     assert not stretch(np.full((2, 2), 0.5)).any()  # a flat grid stays untinted
+
+
+def test_heat_map_uses_a_fixed_scale_unless_stretched():
+    white = Image.new("RGB", (40, 40), (255, 255, 255))
+    w = np.array([[0.40, 0.45], [0.45, 0.50]], dtype=np.float32)
+    fixed = np.asarray(heat_map(white, w), dtype=int)
+    stretched = np.asarray(heat_map(white, w, stretched=True), dtype=int)
+    assert fixed.shape[0] == stretched.shape[0] > fixed.shape[1]  # the colour bar sits under the image
+    corner = (5, 5)  # a patch corner, clear of the printed weight
+    half = [round(255 * (1 - MAX_ALPHA * 0.4) + c * MAX_ALPHA * 0.4) for c in TINT]
+    assert fixed[corner].tolist() == half  # weight 0.40 tints 40% of the way, whatever the others are
+    assert stretched[corner].tolist() == [255, 255, 255]  # the image's lowest weight: untinted when stretched
+
+
+def test_benchmark_rows_count_queries_per_kind_and_show_intervals():
+    report = {"queries": 10, "metrics": {"a": {"all": {"mrr@10": 0.5}, "x": {"mrr@10": 0.25}}}}
+    rows = benchmark_rows({"test": report}, {"all": 10, "x": 4}, {("a", "all"): (0.4, 0.6)})
+    assert [r[:3] for r in rows] == [["test", "a", 10], ["test", "a · x", 4]]
+    assert rows[0][-1] == "0.400 to 0.600" and rows[1][-1] == ""
+
+
+def test_mrr_interval_brackets_the_mean_over_queries():
+    rr = [1.0] * 30 + [0.5] * 30 + [0.0] * 40
+    low, high = mrr_interval(rr)
+    assert low < float(np.mean(rr)) < high and high - low < 0.3
+    assert mrr_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and mrr_interval([0.5]) is None
