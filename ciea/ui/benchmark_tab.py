@@ -53,8 +53,8 @@ def build_benchmark_tab(splits: list[str]) -> BenchmarkTab:
                          column_widths=["8%", "22%", "7%"] + ["9%"] * (len(HEADERS) - 4) + ["18%"])
     with gr.Row(equal_height=True):
         gr.Markdown("*queries*: judged queries of that kind. The 95% interval of MRR@10 comes from resampling the "
-                    "queries (bootstrap, BCa): it runs every query through every retriever once, a few seconds "
-                    "each.")
+                    "queries (bootstrap, BCa): it runs every query through every retriever once, about 10 s per "
+                    "retriever on two idle cores, longer on a busy machine.")
         intervals = gr.Button("Compute 95% intervals", size="sm", scale=0, min_width=200)
     chart = gr.Plot(label="Chart")
     gr.Markdown("### Drill down: one query, every retriever")

@@ -184,9 +184,10 @@ def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = Non
                          "array": [(s[2][1] - s[1]) if s[2] else 0 for s in stats],
                          "arrayminus": [(s[1] - s[2][0]) if s[2] else 0 for s in stats], "visible": True}))
     fig.update_yaxes(autorange="reversed", automargin=True)  # top to bottom in table order
-    fig.update_xaxes(title="value (distances on unit vectors, 0 to 2; cosines, -1 to 1)")
-    bars = sum(len(geometry_statistics(r)) for r in reports.values())
-    return _layout(fig, max(height, 140 + 12 * bars),
+    fig.update_xaxes(title="distance (0 to 2) or cosine (-1 to 1)")
+    n_stats = max(len(geometry_statistics(r)) for r in reports.values())
+    per_stat = max(44, 12 * len(reports) + 10)  # room for a two-line label and one bar per retriever
+    return _layout(fig, max(height, 140 + n_stats * per_stat),
                    "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
                    legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
 
