@@ -108,6 +108,12 @@ def build_demo(service: SearchService) -> gr.Blocks:
         ready = guarded(lambda: service.retrievers(corpus), lambda msg: [], "corpus switch")
         return search_text(query, corpus, ready, k)
 
+    def switch_views(tab: str, corpus: str, geo_retriever: str, colour_by: str, geo_query: str, split: str,
+                     metric: str) -> tuple:
+        """After a corpus switch, the Geometry and Benchmark views: refreshed if open, else cleared."""
+        return (*geometry.on_switch(tab == "geometry", corpus, geo_retriever, colour_by, geo_query),
+                *bench.on_switch(tab == "benchmark", corpus, split, metric))
+
     def shown_query(results: dict | None):
         """The text query behind the results on screen, for the query boxes (an image query
         empties them; a failed search leaves them as typed)."""
@@ -152,9 +158,7 @@ def build_demo(service: SearchService) -> gr.Blocks:
         corpus.input(switch_corpus, [s.query, corpus, s.k], [s.results, s.raw], api_name="switch_corpus",
                      api_visibility="private", show_progress="minimal")
         # Views of the other tabs: refreshed now if open, else cleared (they refresh when opened).
-        corpus.change(lambda tab, c, r, cb, q, sp, m: (*geometry.on_switch(tab == "geometry", c, r, cb, q),
-                                                       *bench.on_switch(tab == "benchmark", c, sp, m)),
-                      [active, corpus, g.retriever, g.colour_by, g.query, b.split, b.metric],
+        corpus.change(switch_views, [active, corpus, g.retriever, g.colour_by, g.query, b.split, b.metric],
                       [g.scatter, g.table, g.chart, g.gap_shift, g.notice, g.w2_result,
                        b.split, b.table, b.chart, b.kind, b.query],
                       api_name="switch_views", api_visibility="private", show_progress="hidden",
