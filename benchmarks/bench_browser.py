@@ -2,6 +2,7 @@
 Playwright) against ``python app.py`` on the committed indexes.
 
     python -m benchmarks.bench_browser [--repeats 5]     # JSON on stdout, progress on stderr
+    python -m benchmarks.run --only browser              # the same as a section of BENCHMARKS.md
 
 Each figure is the median of ``--repeats`` runs with min and max, after one warm-up run:
 query to results (a new query each time), the detail view's first open on a fresh page and a
@@ -19,8 +20,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from benchmarks.soak import launch_app
+from benchmarks.stats import figure
 
 log = logging.getLogger("benchmarks.browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -29,6 +32,32 @@ QUERIES = ["an elephant", "a frog", "a red fire truck", "a bicycle", "a guitar",
 TIMEOUT_MS = 120_000
 #: Cold start on a loaded 2-core machine can take minutes (importing torch and gradio).
 STARTUP_TIMEOUT_S = 600
+
+
+@dataclass
+class BrowserConfig:
+    repeats: int
+
+
+QUICK = BrowserConfig(repeats=2)
+FULL = BrowserConfig(repeats=5)
+#: What each figure times, for the report.
+LABELS = {"query_to_results": "query typed and submitted to its results on screen",
+          "detail_first_open": "detail view, first open on a fresh page (card click to caption shown)",
+          "detail_later_open": "detail view, a later open",
+          "geometry_switch": "Geometry retriever switch (to the new UMAP's title)",
+          "corpus_switch": "corpus switch (to the new corpus's results)"}
+
+
+def run(config: BrowserConfig) -> dict:
+    """The section for ``benchmarks.run``: one app launch, ``config.repeats`` rounds."""
+    with launch_app(timeout_s=STARTUP_TIMEOUT_S) as app:
+        raw = measure(app.url, config.repeats, keep_raw=True)
+    return {"title": "Browser (headless Chromium, Playwright, python app.py on the committed indexes)",
+            "figures": [figure(LABELS[k], v, "s").to_json() for k, v in raw.items()],
+            "notes": ["One page per round at 1920x1080; the first round warms the server and is not counted.",
+                      "Timed from the user's action to the answer on screen, so it includes the browser's "
+                      "rendering and Gradio's queue."]}
 
 
 def summary(seconds: list[float]) -> dict:
@@ -43,7 +72,7 @@ def timed(action: Callable[[], None], done: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def measure(url: str, repeats: int) -> dict:
+def measure(url: str, repeats: int, keep_raw: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -95,7 +124,7 @@ def measure(url: str, repeats: int) -> dict:
                     out[key].append(value)
             page.close()
         browser.close()
-    return {key: summary(values) for key, values in out.items()}
+    return out if keep_raw else {key: summary(values) for key, values in out.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -158,7 +158,10 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     page.wait_for_selector("#ciea-detail .js-plotly-plot")
     page.wait_for_function("c => c.includes(document.querySelector('#ciea-detail .cap')?.textContent)", arg=caption)
     assert_grid_usable(page)  # with the sidebar open, the grid scrolls sideways instead of overlapping
+    page.locator("#ciea-results .ciea-grid").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "detail-1280x720.png"))
+    page.locator("#ciea-detail .js-plotly-plot").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "detail-map-1280x720.png"))
 
     page.locator("#ciea-search-this-image").click()  # the document's image becomes the query
     page.wait_for_function("() => document.querySelector('#ciea-results .ciea-legend')?.textContent"
