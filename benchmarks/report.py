@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks.stats import meets
 
-SECTIONS = ("query", "contention", "app", "build", "geometry", "scale")
+SECTIONS = ("query", "contention", "app", "build", "geometry", "scale", "browser")
 FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
 #: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
 #: "before" tags name the settings the project shipped until the profile below changed them.

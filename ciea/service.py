@@ -160,6 +160,7 @@ class SearchService:
         self._geometry: dict[tuple[str, str], GeometryArtefacts] = {}
         self._query_sets: dict[tuple[str, str], tuple[list[Query], dict[str, dict[str, int]]]] = {}
         self._positions: dict[str, dict[str, int]] = {}
+        self._reciprocal_ranks: dict[tuple[str, str, str, int], dict[str, float]] = {}
         # Per-instance caches (a cache on the method would keep every service alive).
         self._text_vector = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text)
         self._patch_weights = functools.lru_cache(maxsize=PATCH_CACHE_SIZE)(self._compute_patch_weights)
@@ -235,6 +236,32 @@ class SearchService:
 
     def unavailable(self, corpus: str) -> dict[str, str]:
         return {name: st.error or "" for name, st in self.states(corpus).items() if not st.ready}
+
+    def alignments(self, corpus: str) -> dict[str, str]:
+        """How each ready retriever with an image alignment places images in the text space
+        (e.g. "trained linear map" from a checkpoint, or "ConSE" where none exists)."""
+        out = {}
+        for name in self.retrievers(corpus):
+            alignment = getattr(self.retriever(corpus, name).retriever, "alignment", None)
+            if alignment is not None:
+                out[name] = str(getattr(alignment, "name", type(alignment).__name__))
+        return out
+
+    def reciprocal_ranks(self, corpus: str, split: str, name: str, k: int = 10) -> dict[str, float]:
+        """Reciprocal rank at ``k`` of every judged query of one split under retriever ``name``
+        (0 when no relevant document is in the top k): the per-query values behind MRR@k, for
+        intervals over queries. Computed once per process (a few seconds per retriever)."""
+        key = (corpus, str(split), name, int(k))
+        if key not in self._reciprocal_ranks:
+            queries, qrels = self.query_set(corpus, split)
+            judged = [q for q in queries if q.qid in qrels]
+            hits = self.search_batch([q.text for q in judged], corpus, name, k)
+            out = {}
+            for q, row in zip(judged, hits):
+                relevant = {d for d, rel in qrels[q.qid].items() if rel > 0}
+                out[q.qid] = next((1.0 / rank for rank, h in enumerate(row, 1) if h.doc_id in relevant), 0.0)
+            self._reciprocal_ranks[key] = out
+        return self._reciprocal_ranks[key]
 
     def benchmarks(self, corpus: str) -> dict[str, dict]:
         """Saved evaluation reports (``python -m ciea eval``) for ``corpus``, by split."""

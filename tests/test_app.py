@@ -25,9 +25,11 @@ from ciea.geometry import load_report
 from ciea.images import ImageInputError
 from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
 from ciea.ui.geometry_tab import expected_seconds
-from ciea.ui.heatmap import MAX_ALPHA, TINT, patch_overlay, stretch
+from ciea.ui.heatmap import MAX_ALPHA, TINT, heat_map, patch_overlay, stretch
 from ciea.ui.plots import statistics_rows, umap_figure
-from ciea.ui.results import results_html
+from ciea.ui.benchmark import benchmark_rows, mrr_interval
+from ciea.ui.examples import curated, examples_for, expectation
+from ciea.ui.results import SCORES_NOTE, Verdict, best_columns, column_verdict, results_html, ties
 from ciea.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +62,69 @@ def test_relevant_cards_are_marked_for_eyes_and_screen_readers():
 def test_results_are_aligned_by_rank_with_empty_cells_for_short_columns():
     long = [ResultRow(i, f"d{i}", 1 - i / 10, f"doc {i}", None, "") for i in (1, 2, 3)]
     html = results_html(SearchResponse("q", "c", 3, {"a": long, "b": long[:1]}), {})
-    rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
-    assert [re.search(r'class="rank">(\d+)<', r).group(1) for r in rows] == ["1", "2", "3"]
-    assert [r.count('class="ciea-card"') for r in rows] == [2, 1, 1]
+    columns = re.findall(r'<section class="ciea-col" style="--c:(\d+)"(.*?)</section>', html)
+    assert [c for c, _ in columns] == ["1", "2"]
+    # each card sits in its rank's grid row (rows 1 and 2 are the header and the verdict)
+    rows = [re.findall(r'class="ciea-card"[^>]*style="grid-row:(\d+)"[^>]*data-rank="(\d+)"', body)
+            for _, body in columns]
+    assert rows == [[("3", "1"), ("4", "2"), ("5", "3")], [("3", "1")]]
+
+
+def test_verdict_per_column_for_judged_queries_marks_the_best():
+    def rows(relevant_ranks, k=4):
+        return [ResultRow(r, f"d{r}", 1 - r / 10, f"doc {r}", None, "", relevant=r in relevant_ranks)
+                for r in range(1, k + 1)]
+
+    results = {"a": rows({2, 4}), "b": rows({1}), "c": rows(set())}
+    assert column_verdict(results["a"]) == Verdict(2, 0.5, 2, 4)
+    assert column_verdict(results["c"]).text == "no relevant result in the top 4 · RR 0.00"
+    verdicts = {n: column_verdict(r) for n, r in results.items()}
+    assert best_columns(verdicts) == {"b"}
+    assert best_columns({"x": Verdict(1, 1.0, 2, 4), "y": Verdict(1, 1.0, 2, 4)}) == {"x", "y"}
+    assert best_columns({"x": Verdict(None, 0.0, 0, 4)}) == set()  # nothing found: no winner
+    html = results_html(SearchResponse("q", "c", 4, results, judged=True), {})
+    verdict_cells = re.findall(r'<div class="ciea-verdict"[^>]*data-retriever="(\w)"([^>]*)>', html)
+    assert [(n, "data-best" in rest) for n, rest in verdict_cells] == [("a", False), ("b", True), ("c", False)]
+    assert "first relevant at rank 2 · RR 0.50 · 2 of 4 relevant" in html
+    assert SCORES_NOTE in html and "ciea-mark" not in html  # judged: no hand-marking
+
+
+def test_unjudged_results_offer_marks_and_a_verdict_waiting_for_them():
+    rows = [ResultRow(r, f"d{r}", 0.5, f"doc {r}", None, "") for r in (1, 2)]
+    html = results_html(SearchResponse("q", "c", 2, {"a": rows, "b": rows[:1]}), {})
+    assert html.count('class="ciea-mark"') == 3
+    assert html.count("data-manual") == 2 and "mark relevant results to score the top 2" in html
+
+
+def test_ties_are_flagged_with_their_count():
+    scores = [0.9, 0.634, 0.634, 0.634, 0.5, 0.4, 0.4]
+    rows = [ResultRow(i, f"d{i}", s, "x", None, "") for i, s in enumerate(scores, 1)]
+    assert ties(rows) == {2: (3, False), 3: (3, False), 4: (3, False), 6: (2, True), 7: (2, True)}
+    html = results_html(SearchResponse("q", "c", 7, {"a": rows}), {})
+    assert html.count("tie: 3 documents share this score") == 3
+    assert html.count("tie: 2 or more documents share this score") == 2
+
+
+def test_every_curated_example_is_judged_and_says_who_should_win():
+    service = SearchService()
+    examples = curated()
+    assert examples, "no curated examples"
+    for corpus, chosen in examples.items():
+        if corpus not in service.corpora():
+            continue
+        for example in chosen:
+            assert service.relevant(corpus, example.text), f"{corpus}: {example.text!r} is not judged"
+            assert example.expect.startswith("Expected:") and example.kind
+
+
+def test_a_corpus_without_curated_examples_gets_judged_queries(tiny_built, tmp_path):
+    service = SearchService(tiny_built)
+    empty = tmp_path / "examples.json"
+    empty.write_text("{}", encoding="utf-8")
+    chosen = examples_for(service, "tiny", empty)
+    assert 0 < len(chosen) <= 4
+    assert all(service.relevant("tiny", e.text) for e in chosen)
+    assert expectation(chosen, chosen[0].text.upper()) == chosen[0].expect
 
 
 def test_unavailable_retrievers_become_one_collapsed_note():
@@ -286,7 +348,8 @@ def test_query_markup_is_not_rendered(client):
     tags = parse_tags(html)
     assert not any("onerror" in attrs for _, attrs in tags)  # nothing of the query becomes markup
     assert not any(tag == "img" and attrs.get("src") == "x" for tag, attrs in tags)
-    assert [a["data-query"] for t, a in tags if t == "table"] == [evil]  # kept as text, for the detail view
+    # kept as text, for the detail view
+    assert [a["data-query"] for t, a in tags if a.get("class") == "ciea-results"] == [evil]
     assert data["query"] == evil
 
 
@@ -399,7 +462,10 @@ def test_every_api_name_is_documented_in_the_readme(app_url):
     names = {d["api_name"] for d in config["dependencies"] if d.get("api_name")}
     assert {"search", "search_by_image", "document", "geometry", "recompute_w2", "benchmark", "drilldown"} <= names
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert not [n for n in sorted(names) if f"`/{n}`" not in readme]
+    # one example event per corpus, documented once as /example_<corpus> (and Gradio's loaders)
+    per_corpus = re.compile(r"example_\w+|load_example_input(_\d+)?")
+    assert "`/example_<corpus>`" in readme and "`/load_example_input`" in readme
+    assert not [n for n in sorted(names) if f"`/{n}`" not in readme and not per_corpus.fullmatch(n)]
 
 
 def test_heat_map_contrast_is_stretched_within_the_image():
@@ -408,3 +474,29 @@ def test_heat_map_contrast_is_stretched_within_the_image():
     assert s.min() == 0.0 and s.max() == pytest.approx(1.0)
     assert s[0, 1] == pytest.approx((0.45 - 0.42) / 0.07, abs=1e-5)
     assert not stretch(np.full((2, 2), 0.5)).any()  # a flat grid stays untinted
+
+
+def test_heat_map_uses_a_fixed_scale_unless_stretched():
+    white = Image.new("RGB", (40, 40), (255, 255, 255))
+    w = np.array([[0.40, 0.45], [0.45, 0.50]], dtype=np.float32)
+    fixed = np.asarray(heat_map(white, w), dtype=int)
+    stretched = np.asarray(heat_map(white, w, stretched=True), dtype=int)
+    assert fixed.shape[0] == stretched.shape[0] > fixed.shape[1]  # the colour bar sits under the image
+    corner = (5, 5)  # a patch corner, clear of the printed weight
+    half = [round(255 * (1 - MAX_ALPHA * 0.4) + c * MAX_ALPHA * 0.4) for c in TINT]
+    assert fixed[corner].tolist() == half  # weight 0.40 tints 40% of the way, whatever the others are
+    assert stretched[corner].tolist() == [255, 255, 255]  # the image's lowest weight: untinted when stretched
+
+
+def test_benchmark_rows_count_queries_per_kind_and_show_intervals():
+    report = {"queries": 10, "metrics": {"a": {"all": {"mrr@10": 0.5}, "x": {"mrr@10": 0.25}}}}
+    rows = benchmark_rows({"test": report}, {"all": 10, "x": 4}, {("a", "all"): (0.4, 0.6)})
+    assert [r[:3] for r in rows] == [["test", "a", 10], ["test", "a · x", 4]]
+    assert rows[0][-1] == "0.400 to 0.600" and rows[1][-1] == ""
+
+
+def test_mrr_interval_brackets_the_mean_over_queries():
+    rr = [1.0] * 30 + [0.5] * 30 + [0.0] * 40
+    low, high = mrr_interval(rr)
+    assert low < float(np.mean(rr)) < high and high - low < 0.3
+    assert mrr_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and mrr_interval([0.5]) is None

@@ -1,8 +1,10 @@
 """The app in a real browser: headless Chromium (Debian's package, driven by Playwright)
-against ``python app.py`` as conftest's ``app_url`` launches it.
+against ``python app.py`` as conftest's ``app_url`` launches it (once, shared).
 
-Screenshots go to test-artifacts/ (git-ignored) for a person to look at: the Search tab, a
-result's detail view and the Geometry tab, at projector (1280x720) and full-HD sizes.
+Three sizes a reviewer meets: a phone (390x844), a projector with the detail sidebar open
+(1280x720) and full HD (1920x1080). At each, no two result cards overlap and the element at
+each card's centre is that card (so every card can be clicked). Screenshots of every tab and
+the detail view go to test-artifacts/ (git-ignored) for a person to look at.
 Chromium is required: .ci/run installs it, and a missing browser fails this test.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 
@@ -18,7 +21,44 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-quic"]
 TIMEOUT_MS = 120_000
-QUERY = "a red fire truck"
+UNJUDGED = "a red fire truck"
+JUDGED = "An elephant."
+SHARED = {"corpus": "scenes", "q": "a blue bicycle beside an elephant"}
+
+#: Pairs of cards whose boxes overlap by more than a pixel each way (layout coordinates, so
+#: cards scrolled out of a horizontal scroller count too).
+OVERLAPS_JS = """
+(scope) => {
+  const boxes = [...document.querySelectorAll(scope + ' .ciea-card')].map(c => c.getBoundingClientRect());
+  const out = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+    const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    if (w > 1 && h > 1) out.push([i, j]);
+  }
+  return out;
+}
+"""
+#: Cards whose centre, once scrolled into view, is covered by something other than the card.
+COVERED_JS = """
+(scope) => {
+  const bad = [];
+  for (const card of document.querySelectorAll(scope + ' .ciea-card')) {
+    card.scrollIntoView({block: 'center', inline: 'center'});
+    const r = card.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    if (!hit || hit.closest('.ciea-card') !== card) bad.push(card.dataset.retriever + ' ' + card.dataset.docId);
+  }
+  window.scrollTo(0, 0);
+  return bad;
+}
+"""
+#: Column headers whose text overflows their box (a word too long to wrap between words).
+OVERFLOWING_HEADERS_JS = """
+(scope) => [...document.querySelectorAll(scope + ' .ciea-head')]
+  .filter(h => h.scrollWidth > h.clientWidth + 1).map(h => h.textContent)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +84,17 @@ def open_app(browser, url: str, width: int, height: int):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    page.wait_for_selector(".ciea-results .ciea-card")  # the default query's results on first sight
+    page.wait_for_selector(".ciea-results .ciea-card")  # the first results replace the loading banner
     return page, errors
+
+
+def shown(page, scope: str = "#ciea-results") -> dict:
+    """Corpus and query of the results on screen."""
+    return page.eval_on_selector(f"{scope} .ciea-results", "g => ({corpus: g.dataset.corpus, query: g.dataset.query})")
+
+
+def query_box(page) -> str:
+    return page.locator("#ciea-query textarea, #ciea-query input").first.input_value()
 
 
 def run_query(page, text: str) -> None:
@@ -58,40 +107,116 @@ def card_retrievers(page, scope: str = "#ciea-results") -> set[str]:
     return set(page.eval_on_selector_all(f"{scope} .ciea-card", "cards => cards.map(c => c.dataset.retriever)"))
 
 
-def test_search_detail_and_geometry_in_chromium(browser, app_url):
-    page, errors = open_app(browser, app_url, 1280, 720)
-    run_query(page, QUERY)
-    assert len(card_retrievers(page)) >= 2  # one column per retriever
-    first_row = page.locator("#ciea-results tbody tr").first.locator(".ciea-card")
-    tops = [first_row.nth(i).bounding_box()["y"] for i in range(first_row.count())]
-    assert max(tops) - min(tops) < 1  # aligned by rank
-    assert max(tops) < 720  # on a projector the first results show without scrolling
-    page.screenshot(path=str(ARTIFACTS / "search-1280x720.png"))
+def verdicts(page, scope: str = "#ciea-results") -> dict[str, tuple[str, bool]]:
+    """Retriever -> (verdict text, marked best)."""
+    cells = page.eval_on_selector_all(f"{scope} .ciea-verdict", """cells => cells.map(v => [v.dataset.retriever,
+        v.querySelector('.text').textContent, v.hasAttribute('data-best')])""")
+    return {name: (text, best) for name, text, best in cells}
 
-    card = page.locator("#ciea-results .ciea-card").first
-    caption = card.locator(".cap").inner_text().lstrip("✓ ").strip()
-    card.focus()
-    page.keyboard.press("Enter")  # keyboard users open the detail view too
-    page.wait_for_selector("#ciea-detail .js-plotly-plot")
-    page.wait_for_function("c => document.querySelector('#ciea-detail .cap')?.textContent === c", arg=caption)
-    page.screenshot(path=str(ARTIFACTS / "detail-1280x720.png"))
 
-    page.get_by_role("tab", name="Geometry").click()
-    page.wait_for_selector("#ciea-umap .js-plotly-plot .gl-container canvas")  # a WebGL scatter
-    legend = page.eval_on_selector_all("#ciea-umap .legendtext", "texts => texts.map(t => t.textContent)")
-    assert {"text", "image", "document", "query"} <= set(legend)
-    page.screenshot(path=str(ARTIFACTS / "geometry-1280x720.png"), full_page=True)
+def assert_grid_usable(page, scope: str = "#ciea-results") -> None:
+    assert len(card_retrievers(page, scope)) >= 2
+    assert page.evaluate(OVERLAPS_JS, scope) == []
+    assert page.evaluate(COVERED_JS, scope) == []
+    assert page.evaluate(OVERFLOWING_HEADERS_JS, scope) == []
+
+
+def test_phone_opens_a_shared_link_as_stacked_columns(browser, app_url):
+    page, errors = open_app(browser, app_url + "?" + urlencode(SHARED), 390, 844)
+    page.wait_for_function("c => document.querySelector('#ciea-results .ciea-results')?.dataset.corpus === c",
+                           arg=SHARED["corpus"])
+    assert shown(page) == {"corpus": SHARED["corpus"], "query": SHARED["q"]}
+    assert query_box(page) == SHARED["q"]
+    assert page.locator("#ciea-corpus input").first.input_value() == SHARED["corpus"]
+    assert_grid_usable(page)
+    # stacked: every card lies within the phone's width, none needs a sideways scroll
+    lefts_rights = page.eval_on_selector_all("#ciea-results .ciea-card", """cards => cards.map(c => {
+        const r = c.getBoundingClientRect(); return [r.left, r.right]; })""")
+    assert all(left >= 0 and right <= 390 for left, right in lefts_rights)
+    page.screenshot(path=str(ARTIFACTS / "search-390x844.png"), full_page=True)
     assert errors == []
     page.close()
 
 
-def test_full_hd_layout(browser, app_url):
-    page, errors = open_app(browser, app_url, 1920, 1080)
-    assert len(card_retrievers(page)) >= 2
-    page.screenshot(path=str(ARTIFACTS / "search-1920x1080.png"))
+def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
+    page, errors = open_app(browser, app_url, 1280, 720)
+    run_query(page, UNJUDGED)
+    assert all("not judged" in text for text, _ in verdicts(page).values())
+    # hand-marking: a document marked in one column is marked in every column it appears in
+    card = page.locator("#ciea-results .ciea-card").first
+    doc_id, retriever = card.get_attribute("data-doc-id"), card.get_attribute("data-retriever")
+    card.locator(".ciea-mark").click()
+    marked = page.eval_on_selector_all("#ciea-results .ciea-card[data-marked]", "cs => cs.map(c => c.dataset.docId)")
+    same = page.eval_on_selector_all("#ciea-results .ciea-card", "cs => cs.map(c => c.dataset.docId)").count(doc_id)
+    assert set(marked) == {doc_id} and len(marked) == same
+    text, best = verdicts(page)[retriever]
+    assert text.startswith("first relevant at rank 1 · RR 1.00") and "(your marks)" in text and best
+    assert page.locator("#ciea-detail .cap").count() == 0  # marking does not open the detail view
+    page.screenshot(path=str(ARTIFACTS / "search-marked-1280x720.png"))
+
+    card = page.locator("#ciea-results .ciea-card").nth(1)
+    caption = card.locator(".cap").inner_text()
+    card.focus()
+    page.keyboard.press("Enter")  # keyboard users open the detail view too
+    page.wait_for_selector("#ciea-detail .js-plotly-plot")
+    page.wait_for_function("c => c.includes(document.querySelector('#ciea-detail .cap')?.textContent)", arg=caption)
+    assert_grid_usable(page)  # with the sidebar open, the grid scrolls sideways instead of overlapping
+    page.locator("#ciea-results .ciea-grid").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "detail-1280x720.png"))
+    page.locator("#ciea-detail .js-plotly-plot").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "detail-map-1280x720.png"))
+
+    page.locator("#ciea-search-this-image").click()  # the document's image becomes the query
+    page.wait_for_function("() => document.querySelector('#ciea-results .ciea-legend')?.textContent"
+                           ".startsWith('Image query')")
+    page.wait_for_function("() => !document.querySelector('#ciea-query textarea, #ciea-query input').value")
+
+    page.get_by_role("tab", name="Geometry").click()
+    # CIEA first; on stamps the launched app has geometry for text-dense and dual-fused only
+    page.wait_for_function("() => document.querySelector('#ciea-geo-retriever input')?.value === 'CIEA'")
+    page.get_by_text("python -m ciea geometry --corpus stamps --retriever ciea").wait_for()
+    page.locator("#ciea-geo-retriever input").first.click()
+    page.get_by_role("option", name="Text only (captions)").click()
+    page.wait_for_selector("#ciea-umap .js-plotly-plot .gl-container canvas")  # a WebGL scatter
+    legend = page.eval_on_selector_all("#ciea-umap .legendtext", "texts => texts.map(t => t.textContent)")
+    assert {"text", "image", "document"} <= set(legend)
+    page.screenshot(path=str(ARTIFACTS / "geometry-1280x720.png"), full_page=True)
     page.get_by_role("tab", name="Benchmark").click()
     page.wait_for_selector("#ciea-drilldown .ciea-card")
-    assert len(card_retrievers(page, "#ciea-drilldown")) >= 2
+    page.screenshot(path=str(ARTIFACTS / "benchmark-1280x720.png"), full_page=True)
+    page.get_by_role("tab", name="About").click()
+    page.get_by_text("How to cite").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "about-1280x720.png"), full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_full_hd_verdicts_benchmark_and_corpus_switch(browser, app_url):
+    page, errors = open_app(browser, app_url, 1920, 1080)
+    run_query(page, JUDGED)
+    assert_grid_usable(page)
+    judged = verdicts(page)
+    assert len(judged) >= 2 and all(text.startswith("first relevant at rank") for text, _ in judged.values())
+    assert any(best for _, best in judged.values())
+    assert page.locator("#ciea-results .ciea-mark").count() == 0  # judged: the judgements decide
+    query = parse_qs(urlparse(page.url).query)
+    assert query == {"corpus": ["stamps"], "q": [JUDGED]}  # the address carries the state
+    page.screenshot(path=str(ARTIFACTS / "search-1920x1080.png"))
+
+    page.locator("#ciea-corpus input").first.click()
+    page.get_by_role("option", name="scenes").click()
+    page.wait_for_function("() => document.querySelector('#ciea-results .ciea-results')?.dataset.corpus === 'scenes'")
+    assert shown(page)["query"] == query_box(page) == JUDGED  # the same query, on the new corpus
+    assert all(d.startswith("scene-") for d in page.eval_on_selector_all(
+        "#ciea-results .ciea-card", "cs => cs.map(c => c.dataset.docId)"))
+
+    page.get_by_role("tab", name="Benchmark").click()
+    page.wait_for_selector("#ciea-drilldown .ciea-card")
+    assert_grid_usable(page, "#ciea-drilldown")
+    assert page.locator("#ciea-drilldown .ciea-verdict[data-best]").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "benchmark-1920x1080.png"), full_page=True)
+    page.get_by_role("tab", name="Geometry").click()
+    page.wait_for_selector("#ciea-umap .js-plotly-plot .gl-container canvas")
+    page.screenshot(path=str(ARTIFACTS / "geometry-1920x1080.png"), full_page=True)
     assert errors == []
     page.close()

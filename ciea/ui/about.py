@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 
-from ciea.config import BACKBONE_ENV, INDEXES_ENV
+from ciea.config import BACKBONE_ENV, CHECKPOINTS_ENV, INDEXES_ENV
 
 METHOD = """
 ### What CIEA does
@@ -28,17 +28,46 @@ SWITCH = f"""
 ### Switching to a real CLIP backbone
 
 The embedded default runs offline on towers that ship inside pip wheels. On a host with network
-access, select open_clip towers with one spec string and rebuild the indexes:
+access, select open_clip towers with one spec string, then train the heads for those towers, build
+the indexes (with geometry) and evaluate, in that order:
 
 ```bash
 export {BACKBONE_ENV}=open_clip:ViT-B-32:laion2b_s34b_b79k
-export {INDEXES_ENV}=indexes-clip      # keep the committed offline indexes
-python -m ciea build --corpus stamps
+export {INDEXES_ENV}=indexes-clip           # keep the committed offline indexes
+export {CHECKPOINTS_ENV}=indexes-clip/checkpoints
+python -m ciea train                        # dual-split, dual-fused, dual-gcl, then ciea
+python -m ciea build --corpus stamps && python -m ciea build --corpus scenes
+python -m ciea eval --corpus scenes --split test
 python app.py
 ```
 
-Every index records the backbone it was built with; an index built with other towers is refused
-with the exact rebuild command, so the app never mixes spaces.
+Every index records the backbone and checkpoint it was built with; an index built with other towers
+or weights is refused with the exact rebuild command, so the app never mixes spaces. Without
+`python -m ciea train` the dual encoders fall back to CLIP's shared space and CIEA is unavailable.
+"""
+
+PAPERS = """
+### Papers
+
+- CIEA: Zeng et al., *Enhancing Multimodal Retrieval via Complementary Information Extraction and Alignment*,
+  ACL 2025. [arXiv:2601.04571](https://arxiv.org/abs/2601.04571)
+- The two further papers this demo draws on, for the GCL-trained baseline (Generalized Contrastive Learning,
+  Lee et al., NeurIPS 2025) and the retrieval setting: [arXiv:2509.25638](https://arxiv.org/abs/2509.25638) and
+  [arXiv:2506.08774](https://arxiv.org/abs/2506.08774).
+
+### How to cite
+
+Cite the method, not this demo:
+
+```bibtex
+@inproceedings{zeng2025ciea,
+  title     = {Enhancing Multimodal Retrieval via Complementary Information Extraction and Alignment},
+  author    = {Zeng and others},
+  booktitle = {Proceedings of the Annual Meeting of the Association for Computational Linguistics (ACL)},
+  year      = {2025},
+  note      = {arXiv:2601.04571}
+}
+```
 """
 
 LICENCES = """
@@ -52,8 +81,27 @@ LICENCES = """
 """
 
 
+def alignment_sentence(backbone: str, alignments: Mapping[str, str]) -> str:
+    """One sentence on how the dual encoders place images in the text space, read from the
+    retrievers actually served (trained maps, or ConSE where no checkpoint exists)."""
+    if backbone != "bundled" or not alignments:
+        return ""
+    by_kind: dict[str, list[str]] = {}
+    for name, how in alignments.items():
+        by_kind.setdefault(how, []).append(f"`{html.escape(name)}`")
+    parts = [f"{', '.join(names)} by a {html.escape(how)}" if "trained" in how
+             else f"{', '.join(names)} by {html.escape(how)}" for how, names in by_kind.items()]
+    conse = ("" if "ConSE" not in alignments.values() else
+             " ConSE is the training-free fallback: the probability-weighted mean of the text embeddings of an "
+             "image's top ImageNet class names.")
+    trained = ("" if not any("trained" in how for how in alignments.values()) else
+               " A trained map is a linear head learned with `python -m ciea train` on top of both frozen towers.")
+    return ("The bundled dual encoder is **not CLIP**: its image tower is an ImageNet classifier (EfficientNet-Lite0) "
+            f"placed into the text tower's space; here {'; '.join(parts)}.{trained}{conse}")
+
+
 def towers_markdown(backbone: str, towers: Mapping[str, str], titles: Mapping[str, str],
-                    unavailable: Mapping[str, str]) -> str:
+                    unavailable: Mapping[str, str], alignments: Mapping[str, str] | None = None) -> str:
     """A table of which towers each retriever uses on this host, plus the unavailable ones."""
     lines = [f"### Retrievers on this host (backbone `{html.escape(backbone)}`)", "",
              "| retriever | what it is | towers |", "|---|---|---|"]
@@ -62,13 +110,12 @@ def towers_markdown(backbone: str, towers: Mapping[str, str], titles: Mapping[st
     if unavailable:
         lines += ["", "Not available on this host (their index is missing or was built differently):", ""]
         lines += [f"- `{html.escape(n)}`: {html.escape(why)}" for n, why in unavailable.items()]
-    if backbone == "bundled":
-        lines += ["", ("The bundled dual encoder is **not CLIP**: its image tower is an ImageNet classifier "
-                       "(EfficientNet-Lite0) placed into the text tower's space with ConSE, the probability-weighted "
-                       "mean of the text embeddings of its top ImageNet class names.")]
+    sentence = alignment_sentence(backbone, alignments or {})
+    if sentence:
+        lines += ["", sentence]
     return "\n".join(lines)
 
 
 def about_markdown(towers: str) -> str:
     """The whole About tab; ``towers`` is ``towers_markdown(...)`` or a loading note."""
-    return f"{METHOD}\n{towers}\n{SWITCH}\n{LICENCES}"
+    return f"{METHOD}\n{towers}\n{SWITCH}\n{PAPERS}\n{LICENCES}"

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ciea.service import SearchService
 from ciea.ui.common import guarded
-from ciea.ui.heatmap import MAX_ALPHA, patch_overlay, stretch
+from ciea.ui.heatmap import heat_map
 from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
 from ciea.ui.results import retriever_title
 
@@ -39,6 +39,13 @@ class DetailView:
     retriever: gr.Textbox
     doc_id: gr.Textbox
     query: gr.Textbox
+    scale: gr.Radio
+    search_image: gr.Button
+
+
+#: The heat map's two scales: absolute weights (the default) or stretched within one image.
+FIXED_SCALE = "fixed 0-1 scale"
+STRETCHED_SCALE = "stretched within this image"
 
 
 def build_detail_view() -> DetailView:
@@ -47,15 +54,17 @@ def build_detail_view() -> DetailView:
                     elem_id="ciea-detail") as sidebar:
         info = gr.HTML("<p>Click a result card to see it here.</p>", elem_classes=["ciea-detail"],
                        label="Document")
-        image = gr.Image(type="pil", label="Document image", interactive=False, height=280,
+        image = gr.Image(type="pil", label="Document image", interactive=False, height=340,
                          buttons=["fullscreen", "download"])
+        search_image = gr.Button("Search with this image", size="sm", elem_id="ciea-search-this-image")
+        scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)")
         plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP")
         # What was clicked; hidden, but inputs of /document so API clients pass them directly.
         corpus = gr.Textbox(visible=False)
         retriever = gr.Textbox(visible=False)
         doc_id = gr.Textbox(visible=False)
         query = gr.Textbox(visible=False)
-    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query)
+    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image)
 
 
 class DetailActions:
@@ -68,21 +77,22 @@ class DetailActions:
         return gr.Sidebar(open=False)
 
     @staticmethod
-    def select(evt: gr.EventData) -> tuple[str, str, str, str, gr.Sidebar]:
-        """The clicked card's corpus, retriever, document and text query; opens the sidebar."""
+    def select(evt: gr.EventData) -> tuple[str, str, str, str, gr.Sidebar, gr.Radio]:
+        """The clicked card's corpus, retriever, document and text query; opens the sidebar
+        with the heat map on its fixed scale."""
         data = getattr(evt, "_data", None) or {}
         fields = ("corpus", "retriever", "doc_id", "query")
-        return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True))
+        return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True), gr.Radio(value=FIXED_SCALE))
 
-    def document(self, corpus: str, retriever: str, doc_id: str, query: str
+    def document(self, corpus: str, retriever: str, doc_id: str, query: str, scale: str = FIXED_SCALE
                  ) -> tuple[str, Image.Image | str | None, go.Figure]:
         """One document as retriever ``retriever`` sees it: (description HTML, image with
         CIEA's complementary-patch heat map where available, UMAP plot)."""
-        return guarded(lambda: self._document(corpus, retriever, doc_id, query or ""),
+        return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE),
                        lambda msg: (f'<div class="ciea-notice" role="status">{html.escape(msg)}</div>', None,
                                     notice_figure(msg, width=NOTICE_WIDTH)), "document view")
 
-    def _document(self, corpus: str, retriever: str, doc_id: str, query: str):
+    def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool):
         service = self.service
         view = service.document(corpus, doc_id)
         state = service.retriever(corpus, retriever)
@@ -108,13 +118,15 @@ class DetailActions:
         if weights is not None:
             from ciea.images import load_image
 
-            picture = patch_overlay(load_image(view.image), stretch(weights))
+            picture = heat_map(load_image(view.image), weights, stretched)
             g = weights.shape[0]
+            scale = (f"stretched within this image from untinted at its lowest weight ({float(weights.min()):.2f}) "
+                     f"to full tint at its highest ({float(weights.max()):.2f}), to show small differences"
+                     if stretched else "on a fixed scale from untinted at 0 to full tint at 1")
             lines.append(f"<p><b>Heat map</b>: each of the {g}×{g} patches is tinted by its complementarity "
-                         f"weight, stretched within this image from none at the lowest "
-                         f"({float(weights.min()):.2f}) to {round(MAX_ALPHA * 100)}% red at the highest "
-                         f"({float(weights.max()):.2f}): the redder, the less the caption covers that region. "
-                         f"Mean weight {float(weights.mean()):.2f}.</p>")
+                         f"weight (printed in the patch), {scale}: the redder, the less the caption covers "
+                         f"that region. Weights here run from {float(weights.min()):.2f} to "
+                         f"{float(weights.max()):.2f}, mean {float(weights.mean()):.2f}.</p>")
         elif view.image is not None:
             lines.append("<p>Heat map: only CIEA computes complementary-patch weights; this retriever has none.</p>")
         return "".join(lines), picture, self._plot(corpus, retriever, view.position, query)

@@ -33,6 +33,8 @@ DEFAULT_W2_SAMPLES = 500
 #: Exact OT cost grows with the cube of the sample size; used to pace the progress bar.
 W2_COST_EXPONENT = 3.0
 PROGRESS_TICK_S = 0.25
+#: Geometry views kept in memory (each a few figures; the saved artefacts never change while serving).
+VIEW_CACHE_SIZE = 64
 
 
 @dataclass
@@ -50,10 +52,38 @@ class GeometryTab:
     w2_result: gr.Markdown
 
 
-def build_geometry_tab(names: list[str]) -> GeometryTab:
+#: The retriever the tab opens on when it can answer: the method this app is about.
+PREFERRED_RETRIEVER = "ciea"
+#: What each statistic measures and which way is better, shown under the table.
+DEFINITIONS = """
+**How to read the statistics** (image side = what the retriever makes of a document's image alone, text side =
+its caption in query form, both L2-normalised, so distances are in units of the unit sphere, 0 to 2):
+- **centroid gap**: distance between the mean image vector and the mean caption vector. Lower = smaller modality gap.
+- **Wasserstein-2, exact / sliced**: optimal-transport distance between the image and caption clouds as wholes
+  (sliced: averaged over random 1-D projections). Lower = the two clouds overlap more.
+- **cosine, matched pairs**: mean cosine of each image with its own caption (−1 to 1). Higher = better aligned.
+- **cosine, random pairs / within images / within captions**: the baseline and the cone effect (how bunched each
+  cloud is). Lower = less crowded.
+- **document gap**: centroid gap between the indexed document vectors and the captions. Lower = the index sits
+  closer to the caption side.
+- **gap-shift curve**: MRR@10 on the corpus's queries after moving images and captions toward each other along the
+  centroid gap (factor 0 = as trained, 1 = centroids aligned). Rising = closing the gap would help.
+"""
+
+
+def default_retriever(names: list[str], current: str | None) -> str | None:
+    """``current`` if it can answer, else CIEA, else the first retriever (None without any)."""
+    if current in names:
+        return current
+    if PREFERRED_RETRIEVER in names:
+        return PREFERRED_RETRIEVER
+    return names[0] if names else None
+
+
+def build_geometry_tab(names: list[str], default: str | None) -> GeometryTab:
     """The Geometry tab's components (call inside ``gr.Tab``); filled when the tab opens."""
     with gr.Row(equal_height=True):
-        retriever = gr.Dropdown(retriever_choices(names), value=names[0] if names else None, label="Retriever",
+        retriever = gr.Dropdown(retriever_choices(names), value=default, label="Retriever",
                                 scale=2, elem_id="ciea-geo-retriever", allow_custom_value=True)
         colour_by = gr.Radio(list(COLOUR_MODES), value="modality", label="Colour by", scale=1)
         query = gr.Textbox(label="Query to place on the map (from the Search tab; edit and press Enter)",
@@ -65,6 +95,7 @@ def build_geometry_tab(names: list[str]) -> GeometryTab:
                              label="Statistics of the selected retriever",
                              column_widths=["30%", "13%", "12%", "12%", "33%"])
         chart = gr.Plot(label="All retrievers compared", scale=1, min_width=460)
+    gr.Markdown(DEFINITIONS, elem_id="ciea-geo-definitions")
     with gr.Row():
         gap_shift = gr.Plot(label="Gap shift", scale=1, min_width=460)
         with gr.Column(scale=1, min_width=360):
@@ -83,6 +114,16 @@ def build_geometry_tab(names: list[str]) -> GeometryTab:
 class GeometryActions:
     def __init__(self, service: SearchService) -> None:
         self.service = service
+        # Views per (corpus, retriever, colour, query): reopening the tab answers from here.
+        self._views: dict[tuple[str, str, str, str], tuple] = {}
+
+    def on_switch(self, open_now: bool, corpus: str, retriever: str, colour_by: str, query: str) -> tuple:
+        """After a corpus switch: the view for the new corpus when the tab is open, else
+        placeholders (the tab refreshes when opened) and no stale W2 result."""
+        if open_now:
+            return (*self.view(corpus, retriever, colour_by, query), "")
+        blank = notice_figure("Open the Geometry tab to load this corpus.", height=120)
+        return blank, [], blank, blank, "", ""
 
     def view(self, corpus: str, retriever: str, colour_by: str, query: str
              ) -> tuple[go.Figure, list[list], go.Figure, go.Figure, str]:
@@ -91,8 +132,18 @@ class GeometryActions:
         def failed(msg: str):
             return notice_figure(msg), [], notice_figure(msg), notice_figure(msg), html.escape(msg)
 
-        return guarded(lambda: self._view(corpus, retriever, colour_by or "modality", (query or "").strip()),
-                       failed, "geometry view")
+        key = (str(corpus), str(retriever), str(colour_by or "modality"), (query or "").strip())
+        if key in self._views:
+            return self._views[key]
+
+        def run():
+            view = self._view(*key)
+            if len(self._views) >= VIEW_CACHE_SIZE:
+                self._views.pop(next(iter(self._views)))
+            self._views[key] = view
+            return view
+
+        return guarded(run, failed, "geometry view")
 
     def _view(self, corpus: str, retriever: str, colour_by: str, query: str):
         service = self.service

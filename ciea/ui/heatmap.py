@@ -9,7 +9,7 @@ in proportion to its weight: untouched at 0 (the caption covers it), strongly ti
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ciea.images import square_rgb
 
@@ -41,3 +41,61 @@ def stretch(weights: np.ndarray) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float32)
     span = float(w.max() - w.min()) if w.size else 0.0
     return (w - w.min()) / span if span > 1e-6 else np.zeros_like(w)
+
+
+#: Height of the colour bar strip under the overlay, in pixels.
+BAR_HEIGHT = 56
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def print_weights(overlay: Image.Image, weights: np.ndarray) -> Image.Image:
+    """``overlay`` with each patch's weight printed at its centre (two decimals), so the
+    values can be read without hovering; dark text on a light halo reads on any tint."""
+    out = overlay.copy()
+    draw = ImageDraw.Draw(out)
+    g = weights.shape[0]
+    size = out.size[0]
+    font = _font(max(9, size // (g * 4)))
+    for i in range(g):
+        for j in range(g):
+            x, y = (j + 0.5) * size / g, (i + 0.5) * size / g
+            draw.text((x, y), f"{float(weights[i, j]):.2f}", fill=(17, 24, 39), font=font, anchor="mm",
+                      stroke_width=2, stroke_fill=(255, 255, 255))
+    return out
+
+
+def with_colour_bar(overlay: Image.Image, low_label: str, high_label: str, title: str,
+                    tint: tuple[int, int, int] = TINT, max_alpha: float = MAX_ALPHA) -> Image.Image:
+    """``overlay`` above a colour bar: the tint over white from none (``low_label``) to full
+    (``high_label``), with ``title`` saying what the scale is."""
+    width = overlay.size[0]
+    out = Image.new("RGB", (width, overlay.size[1] + BAR_HEIGHT), (255, 255, 255))
+    out.paste(overlay, (0, 0))
+    margin, top, bar = 40, overlay.size[1] + 22, 12
+    ramp = np.linspace(0.0, max_alpha, width - 2 * margin, dtype=np.float32)[None, :, None]
+    strip = 255.0 * (1.0 - ramp) + np.asarray(tint, dtype=np.float32) * ramp
+    out.paste(Image.fromarray(np.rint(np.repeat(strip, bar, axis=0)).astype(np.uint8), mode="RGB"), (margin, top))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((margin, top, width - margin - 1, top + bar - 1), outline=(107, 114, 128))
+    font = _font(13)
+    draw.text((width // 2, overlay.size[1] + 4), title, fill=(17, 24, 39), font=font, anchor="mt")
+    draw.text((margin - 4, top + bar // 2), low_label, fill=(17, 24, 39), font=font, anchor="rm")
+    draw.text((width - margin + 4, top + bar // 2), high_label, fill=(17, 24, 39), font=font, anchor="lm")
+    return out
+
+
+def heat_map(image: Image.Image, weights: np.ndarray, stretched: bool = False) -> Image.Image:
+    """The detail view's heat map: the overlay on a fixed 0-1 scale (or ``stretched`` within
+    this image), each patch's weight printed, and a colour bar that says which scale it is."""
+    w = np.asarray(weights, dtype=np.float32)
+    if stretched:
+        overlay = patch_overlay(image, stretch(w))
+        low, high = f"{float(w.min()):.2f}", f"{float(w.max()):.2f}"
+        title = "stretched within this image: lowest to highest weight"
+    else:
+        overlay = patch_overlay(image, w)
+        low, high, title = "0", "1", "complementarity weight, fixed scale (1 = caption does not cover it)"
+    return with_colour_bar(print_weights(overlay, w), low, high, title)

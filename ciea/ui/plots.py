@@ -20,7 +20,12 @@ SMALL_HEIGHT = 300
 #: One colour per cloud when colouring by modality.
 MODALITY_COLOURS = {"text": "#2563eb", "image": "#ea580c", "document": "#16a34a"}
 #: One marker per cloud when colour is taken by the category.
-MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square"}
+MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square-open"}
+#: Marker size per cloud, largest drawn first: where two clouds coincide (text-dense's documents
+#: are its captions) the later, smaller markers sit inside the earlier ones and both stay visible.
+MODALITY_SIZES = {"document": 9, "image": 6, "text": 4}
+#: Clouds are drawn in this order (unknown ones first).
+DRAW_ORDER = ("document", "image", "text")
 CATEGORY_COLOURS = qualitative.Dark24
 COLOUR_MODES = ("modality", "category")
 
@@ -59,31 +64,36 @@ def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_i
     hover = [f"<b>{html.escape(c)}</b><br>{html.escape(d)}" for c, d in zip(captions, doc_ids)]
     groups = [top_category(c) for c in categories]
     fig = go.Figure()
-    for cloud, xy in coords.items():
+    ordered = sorted(coords.items(), key=lambda item: DRAW_ORDER.index(item[0]) if item[0] in DRAW_ORDER else -1)
+    for cloud, xy in ordered:
         xy = np.asarray(xy)
+        size = MODALITY_SIZES.get(cloud, 6)
         if colour_by == "modality":
             fig.add_trace(go.Scattergl(
                 x=xy[:, 0], y=xy[:, 1], mode="markers", name=cloud, hovertext=hover[:len(xy)],
                 hovertemplate=f"%{{hovertext}}<br>{cloud}<extra></extra>",
-                marker={"size": 5, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
+                marker={"size": size, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
             continue
         for i, group in enumerate(sorted(set(groups))):
             rows = [j for j in range(len(xy)) if groups[j] == group]
             fig.add_trace(go.Scattergl(
                 x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=group, legendgroup=group,
-                showlegend=cloud == next(iter(coords)), hovertext=[hover[j] for j in rows],
+                showlegend=cloud == ordered[0][0], hovertext=[hover[j] for j in rows],
                 hovertemplate=f"%{{hovertext}}<br>{cloud} · {html.escape(group)}<extra></extra>",
-                marker={"size": 5, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
+                marker={"size": size, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
+    # The current document and the query are drawn last, on the same WebGL layer as the clouds,
+    # so they sit on top; which cloud a ring marks is in its hover text, not printed beside it.
     if highlight is not None:
         points = [(cloud, np.asarray(xy)[highlight]) for cloud, xy in coords.items() if highlight < len(xy)]
-        fig.add_trace(go.Scatter(
-            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers+text", name="this document",
-            text=[p[0] for p in points], textposition="top center", hoverinfo="skip",
-            marker={"size": 14, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#111827"}}))
+        fig.add_trace(go.Scattergl(
+            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers", name="this document",
+            hovertext=[f"this document ({p[0]})" for p in points], hovertemplate="%{hovertext}<extra></extra>",
+            marker={"size": 16, "symbol": "circle-open",
+                    "color": [MODALITY_COLOURS.get(p[0], "#111827") for p in points], "line": {"width": 3}}))
     if query_xy is not None:
-        fig.add_trace(go.Scatter(
+        fig.add_trace(go.Scattergl(
             x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name="query",
             hovertext=[html.escape(query_label)], hovertemplate="query: %{hovertext}<extra></extra>",
             marker={"size": 20, "symbol": "star", "color": "#facc15", "line": {"width": 2, "color": "#111827"}}))
@@ -147,6 +157,14 @@ def statistics_rows(report: Mapping) -> list[list]:
 
 
 STATISTICS_HEADERS = ["statistic", "value", "CI low", "CI high", "note"]
+#: Which way each statistic points, for the chart's labels.
+DIRECTIONS = {"cosine, matched image-caption pairs": "higher = better aligned",
+              "cosine, random image-caption pairs": "lower = less crowded",
+              "cosine, within images": "lower = less crowded", "cosine, within captions": "lower = less crowded"}
+
+
+def _direction(statistic: str) -> str:
+    return DIRECTIONS.get(statistic, "lower = smaller gap")
 
 
 def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = None,
@@ -158,14 +176,19 @@ def statistics_figure(reports: Mapping[str, Mapping], selected: str | None = Non
     for i, (name, report) in enumerate(reports.items()):
         stats = geometry_statistics(report)
         fig.add_trace(go.Bar(
-            y=[s[0] for s in stats], x=[s[1] for s in stats], name=name, orientation="h",
+            y=[f"{s[0]}<br><i>{_direction(s[0])}</i>" for s in stats], x=[s[1] for s in stats], name=name,
+            orientation="h",
             marker={"color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
                         "line": {"width": 3 if name == selected else 0, "color": "#111827"}},
             error_x={"type": "data", "symmetric": False,
                          "array": [(s[2][1] - s[1]) if s[2] else 0 for s in stats],
                          "arrayminus": [(s[1] - s[2][0]) if s[2] else 0 for s in stats], "visible": True}))
     fig.update_yaxes(autorange="reversed", automargin=True)  # top to bottom in table order
-    return _layout(fig, height, "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
+    fig.update_xaxes(title="distance (0 to 2) or cosine (-1 to 1)")
+    n_stats = max(len(geometry_statistics(r)) for r in reports.values())
+    per_stat = max(44, 12 * len(reports) + 10)  # room for a two-line label and one bar per retriever
+    return _layout(fig, max(height, 140 + n_stats * per_stat),
+                   "Gap and cosine statistics (whiskers: confidence intervals)", barmode="group",
                    legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0})
 
 
@@ -179,12 +202,30 @@ def gap_shift_figure(report: Mapping, height: int = SMALL_HEIGHT + 60) -> go.Fig
         rows = sorted((p for p in points if p.get("metric", "value") == metric), key=lambda p: p["factor"])
         fig.add_trace(go.Scatter(x=[p["factor"] for p in rows], y=[p.get("value") for p in rows],
                                  mode="lines+markers", name=str(metric)))
-    fig.update_xaxes(title="shift factor")
-    return _layout(fig, height, "Gap-shift curve")
+    metrics = list(dict.fromkeys(str(p.get("metric", "value")) for p in points))
+    fig.update_xaxes(title="shift factor (0 = as trained, 1 = image and caption centroids aligned)")
+    measure = "MRR@10" if all("mrr@10" in m.lower() for m in metrics) else "retrieval metric"
+    fig.update_yaxes(title=f"{measure} (higher = better)")
+    return _layout(fig, height, "Gap-shift curve: retrieval as the modality gap is closed")
 
 
-def benchmark_figure(report: Mapping, metric: str, height: int = CHART_HEIGHT) -> go.Figure:
-    """Grouped bars of one metric: x = retriever, one bar per query kind."""
+def _whiskers(report: Mapping, metric: str, kind: str, names: Sequence[str],
+              intervals: Mapping[tuple[str, str], tuple[float, float] | None] | None) -> dict | None:
+    """Asymmetric error bars for MRR@10 bars from bootstrap intervals, else None."""
+    if metric != "mrr@10" or not intervals:
+        return None
+    values = [float(report["metrics"][n][kind].get(metric) or 0.0) for n in names]
+    cis = [intervals.get((n, kind)) for n in names]
+    return {"type": "data", "symmetric": False, "visible": True,
+            "array": [max(0.0, ci[1] - v) if ci else 0.0 for v, ci in zip(values, cis)],
+            "arrayminus": [max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, cis)]}
+
+
+def benchmark_figure(report: Mapping, metric: str,
+                     intervals: Mapping[tuple[str, str], tuple[float, float] | None] | None = None,
+                     height: int = CHART_HEIGHT) -> go.Figure:
+    """Grouped bars of one metric: x = retriever, one bar per query kind; MRR@10 bars get
+    whiskers where ``intervals`` has their (retriever, kind) interval."""
     by_retriever = report.get("metrics", {}) if report else {}
     if not by_retriever:
         return notice_figure("No evaluation report for this split yet.", height)
@@ -195,7 +236,7 @@ def benchmark_figure(report: Mapping, metric: str, height: int = CHART_HEIGHT) -
         fig.add_trace(go.Bar(x=names, y=[by_retriever[n][kind].get(metric) for n in names], name=kind,
                              marker_color=CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)],
                              text=[f"{by_retriever[n][kind].get(metric, 0):.2f}" for n in names],
-                             textposition="outside"))
+                             textposition="outside", error_y=_whiskers(report, metric, kind, names, intervals)))
     fig.update_traces(cliponaxis=False)  # value labels above the tallest bar stay visible
     fig.update_yaxes(title=metric, rangemode="tozero")
     return _layout(fig, height, f"{metric} per retriever and query kind", barmode="group",
