@@ -17,6 +17,7 @@ The assets, indexes and checkpoint folders are the ones ``Settings`` names (so
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -86,8 +87,7 @@ def space_files(root: Path = PROJECT_ROOT, settings: Settings | None = None) -> 
     assets = root / _inside(root, settings.assets_dir, "assets")
     indexes = root / _inside(root, settings.indexes_dir, "indexes")
     checkpoints = root / _inside(root, settings.checkpoints_dir, "checkpoints")
-    settings = Settings(backbone=settings.backbone, assets_dir=assets, indexes_dir=indexes,
-                        checkpoints_dir=checkpoints, cache_dir=settings.cache_dir)
+    settings = dataclasses.replace(settings, assets_dir=assets, indexes_dir=indexes, checkpoints_dir=checkpoints)
     if assets.is_dir():
         files.update((p.relative_to(root).as_posix() for p in assets.iterdir() if p.is_file()))
     for corpus in available_corpora(assets):
