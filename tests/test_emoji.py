@@ -154,6 +154,11 @@ def test_shipped_emoji_corpus_splits_are_disjoint_and_large_enough():
     test_concepts = {E.concept_key(d) for d in test_ids}
     trained_concepts = {E.concept_key(d.doc_id.split("/", 1)[1]) for d in train}
     assert not test_concepts & trained_concepts
+    for folder, needles in ((served.root, ("OpenMoji", "CC BY-SA 4.0")),
+                            (train.root, ("Noto Color Emoji", "Apache License 2.0", "Twemoji", "CC BY 4.0"))):
+        attribution = (folder / "ATTRIBUTION.md").read_text(encoding="utf-8")
+        assert all(n in attribution for n in needles)
+    assert "Attribution-ShareAlike" in (served.root / "LICENSE-openmoji.txt").read_text(encoding="utf-8")
     queries = load_queries(served.root / "queries_test.jsonl")
     assert len(queries) >= 500 and {q.kind for q in queries} == {"attribute", "name"}
     for doc in served.documents[:50]:
