@@ -90,8 +90,8 @@ def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_i
         fig.add_trace(go.Scattergl(
             x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers", name="this document",
             hovertext=[f"this document ({p[0]})" for p in points], hovertemplate="%{hovertext}<extra></extra>",
-            marker={"size": 16, "symbol": "circle-open",
-                    "color": [MODALITY_COLOURS.get(p[0], "#111827") for p in points], "line": {"width": 3}}))
+            marker={"size": 18, "symbol": "circle", "color": "rgba(0,0,0,0)",
+                    "line": {"width": 3, "color": "#111827"}}))
     if query_xy is not None:
         fig.add_trace(go.Scattergl(
             x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name="query",
