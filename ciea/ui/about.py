@@ -22,6 +22,12 @@ image side alone.
 
 The **scenes** corpus is built to measure exactly this: each scene's caption names one object, the
 picture shows two or three, and its *complementary* test queries name an object only the picture shows.
+The **emoji** corpus is real drawings (OpenMoji) captioned with their names only ("A banana."); its
+*attribute* queries ask for what the drawing shows and the name does not say ("a purple fruit").
+
+Here CIEA's document is also anchored on its caption, normalise(caption vector + g x CIEA vector)
+with a learned g, and the language model's outputs are pooled by learned attention: our extensions
+for a small frozen language model, in which 49 patch tokens otherwise drown a short caption.
 """
 
 SWITCH = f"""
@@ -36,8 +42,8 @@ export {BACKBONE_ENV}=open_clip:ViT-B-32:laion2b_s34b_b79k
 export {INDEXES_ENV}=indexes-clip           # keep the committed offline indexes
 export {CHECKPOINTS_ENV}=indexes-clip/checkpoints
 python -m ciea train                        # dual-split, dual-fused, dual-gcl, then ciea
-python -m ciea build --corpus stamps && python -m ciea build --corpus scenes
-python -m ciea eval --corpus scenes --split test
+python -m ciea build --corpus stamps && python -m ciea build --corpus scenes && python -m ciea build --corpus emoji
+python -m ciea eval --corpus scenes --split test && python -m ciea eval --corpus emoji --split test
 python app.py
 ```
 
@@ -77,6 +83,9 @@ LICENCES = """
   Copyright 2002-2022 Bill Kendrick and contributors, GPL-2 or later; thumbnails and captions are
   shipped in `assets/stamps` with `COPYING` and `ATTRIBUTION.md`.
 - **scenes**: generated from the stamps (same licence), deterministic from seed 0.
+- **emoji**: OpenMoji 17.0.0 by the OpenMoji project (openmoji.org), CC BY-SA 4.0, thumbnails in
+  `assets/emoji` with `ATTRIBUTION.md`. The heads also trained on Noto Color Emoji (Apache-2.0) and
+  Twemoji (CC BY 4.0) drawings of other concepts; keywords from emojibase-data and emojilib (MIT).
 - all-MiniLM-L6-v2: Apache-2.0. EfficientNet-Lite0 ImageNet weights: Apache-2.0. Code: GPL-2.0.
 """
 
