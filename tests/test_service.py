@@ -62,6 +62,7 @@ def test_indexes_of_another_backbone_are_refused(tiny_built):
     assert all("backbone" in why for why in service.unavailable("tiny").values())
 
 
+@pytest.mark.slow
 def test_open_clip_pipeline_end_to_end(tiny_settings, tmp_path, random_clip):
     """Features, indexes and search on a random-weight open_clip model over a tiny corpus."""
     settings = dataclasses.replace(tiny_settings, backbone=RANDOM_CLIP, indexes_dir=tmp_path / "idx")
