@@ -25,10 +25,10 @@ from ciea.data.schema import (
     Query,
     available_corpora,
     load_corpus,
-    load_queries,
     split_query_files,
 )
-from ciea.index import MANIFEST_FILE, SCORE_DECIMALS, Expectation, IndexStoreError, VectorIndex
+from ciea.evaluate import QuerySet
+from ciea.index import MANIFEST_FILE, SCORE_DECIMALS, Expectation, Hit, IndexStoreError, VectorIndex
 from ciea.retrievers import REGISTRY, Retriever, create_retriever
 from ciea.validation import (
     InputError,
@@ -158,7 +158,7 @@ class SearchService:
         self._states: dict[str, dict[str, RetrieverState]] = {}
         self._relevance: dict[str, dict[str, frozenset[str]]] = {}
         self._geometry: dict[tuple[str, str], GeometryArtefacts] = {}
-        self._query_sets: dict[tuple[str, str], tuple[list[Query], dict[str, dict[str, int]]]] = {}
+        self._query_sets: dict[tuple[str, str], QuerySet] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._reciprocal_ranks: dict[tuple[str, str, str, int], dict[str, float]] = {}
         # Per-instance caches (a cache on the method would keep every service alive).
@@ -438,21 +438,17 @@ class SearchService:
                          for p in root.glob(f"{prefix}*{suffix}") if p.is_file())
         return [s for s in shipped if split_query_files(root, s)[1].is_file()] or [CAPTIONS_SPLIT]
 
-    def query_set(self, corpus: str, split: str) -> tuple[list[Query], dict[str, dict[str, int]]]:
-        """Queries and qrels of one split (shipped files, or caption-as-query for ``captions``)."""
-        from ciea.evaluate import caption_queries, load_qrels, split_files
-
+    def query_set(self, corpus: str, split: str) -> QuerySet:
+        """Queries and qrels of one split: a shipped set, or caption-as-query for ``captions``
+        (on any corpus). Unpacks as ``queries, qrels``."""
         root = self.corpus(corpus).root  # validates the name first
         key = (corpus, str(split))
         if key not in self._query_sets:
-            if split not in self.query_splits(corpus):
+            if split != CAPTIONS_SPLIT and split not in self.query_splits(corpus):
                 raise InputError(f"No query set {echo(split)} for corpus {corpus!r}. "
-                                 f"Known: {', '.join(self.query_splits(corpus))}.")
-            shipped = split_files(root, split)
-            if shipped:
-                self._query_sets[key] = load_queries(shipped[0]), load_qrels(shipped[1])
-            else:  # the captions split: each caption should find its own document
-                self._query_sets[key] = caption_queries(self.corpus(corpus))
+                                 f"Known: {', '.join(self.query_splits(corpus))}; '{CAPTIONS_SPLIT}' "
+                                 "asks each caption to find its own document.")
+            self._query_sets[key] = QuerySet.shipped(root, split) or QuerySet.captions(self.corpus(corpus))
         return self._query_sets[key]
 
     def relevance_table(self, corpus: str) -> dict[str, frozenset[str]]:
