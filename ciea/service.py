@@ -163,6 +163,9 @@ class SearchService:
         self._reciprocal_ranks: dict[tuple[str, str, str, int], dict[str, float]] = {}
         # Per-instance caches (a cache on the method would keep every service alive).
         self._text_vector = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text)
+        #: One text-tower pass per query text, cached and shared by every retriever. False runs the
+        #: tower once per retriever and query, uncached (the benchmarks' before-and-after peer).
+        self.share_text_encoding = True
         self._patch_weights = functools.lru_cache(maxsize=PATCH_CACHE_SIZE)(self._compute_patch_weights)
 
     # -- loading ---------------------------------------------------------------------
@@ -290,7 +293,8 @@ class SearchService:
         return vector
 
     def _query_vector(self, corpus: str, name: str, text: str) -> np.ndarray:
-        return self.retriever(corpus, name).retriever.text_queries(self._text_vector(text)[None, :])[0]
+        text_vector = self._text_vector(text) if self.share_text_encoding else self._encode_text(text)
+        return self.retriever(corpus, name).retriever.text_queries(text_vector[None, :])[0]
 
     def search(self, query: str, corpus: str, retrievers: Sequence[str] | None = None,
                k: int = DEFAULT_K) -> SearchResponse:
@@ -331,7 +335,6 @@ class SearchService:
         if tokens > self.backbone.max_text_tokens:
             notices.append(f"The query is {tokens} tokens long; only the first "
                            f"{self.backbone.max_text_tokens} were used.")
-        docs = self.corpus(corpus)
         results: dict[str, list[ResultRow]] = {}
         skipped: dict[str, str] = {}
         for name in names:
@@ -341,7 +344,7 @@ class SearchService:
                 notices.append(unavailable_notice(name, skipped[name]))
                 continue
             hits = state.index.search(self._query_vector(corpus, name, text)[None, :], k)[0]
-            results[name] = [self._row(docs, rank, h.doc_id, h.score, judged) for rank, h in enumerate(hits, 1)]
+            results[name] = self.result_rows(corpus, hits, judged)
         return SearchResponse(text, corpus, k, results, notices, judged=judged is not None, skipped=skipped)
 
     def search_by_image(self, image: str | Path | bytes | Image.Image, corpus: str,
@@ -361,7 +364,6 @@ class SearchService:
         picture = load_query_image(image)
         if not label:
             label = Path(image).name if isinstance(image, (str, Path)) else "uploaded image"
-        docs = self.corpus(corpus)
         notices: list[str] = []
         skipped: dict[str, str] = {}
         results: dict[str, list[ResultRow]] = {}
@@ -378,7 +380,7 @@ class SearchService:
                     features = self.backbone.encode_images([picture])
                 vector = state.retriever.image_queries(features)
                 hits = state.index.search(np.asarray(vector, dtype=np.float32), k)[0]
-                results[name] = [self._row(docs, rank, h.doc_id, h.score, None) for rank, h in enumerate(hits, 1)]
+                results[name] = self.result_rows(corpus, hits)
         if not results and not notices:
             notices.append("No retriever answered.")
         return SearchResponse(label, corpus, k, results, notices, mode="image", skipped=skipped)
@@ -393,11 +395,16 @@ class SearchService:
         vectors = state.retriever.encode_queries(cleaned) if cleaned else np.zeros((0, state.index.manifest.dim))
         return state.index.search(vectors, k)
 
-    @staticmethod
-    def _row(docs: Corpus, rank: int, doc_id: str, score: float, judged: frozenset[str] | None) -> ResultRow:
-        doc = docs.get(doc_id)
-        return ResultRow(rank, doc_id, score, doc.text, document_image(docs, doc), doc.category,
-                         judged is not None and doc_id in judged)
+    def result_rows(self, corpus: str, hits: Sequence[Hit], judged: frozenset[str] | None = None) -> list[ResultRow]:
+        """Ranked hits as result rows with each document's text, image and category, marked
+        relevant where ``judged`` names them (the result-assembly step the benchmarks time)."""
+        docs = self.corpus(corpus)
+        rows = []
+        for rank, hit in enumerate(hits, 1):
+            doc = docs.get(hit.doc_id)
+            rows.append(ResultRow(rank, hit.doc_id, hit.score, doc.text, document_image(docs, doc), doc.category,
+                                  judged is not None and hit.doc_id in judged))
+        return rows
 
     # -- documents -------------------------------------------------------------------
     def document(self, corpus: str, doc_id: str) -> DocumentView:
