@@ -78,19 +78,15 @@ class TextCounter:
 def text_encoded_per_retriever(service) -> Iterator[None]:
     """The behaviour before the service shared one text-tower pass per query, kept as the peer:
     without the service's per-text cache every retriever runs the tower itself (restored after)."""
-    shared = service._text_vector
-    service._text_vector = service._encode_text
+    service.share_text_encoding = False
     try:
         yield
     finally:
-        service._text_vector = shared
+        service.share_text_encoding = True
 
 
 def _per_retriever(service, corpus: str, name: str, texts: list[str], warm_repeats: int, tag: str) -> list[Figure]:
-    from ciea.service import SearchService
-
     state = service.retriever(corpus, name)
-    docs = service.corpus(corpus)
     vectors: list[np.ndarray] = []
     hits: list[list] = []
 
@@ -105,7 +101,7 @@ def _per_retriever(service, corpus: str, name: str, texts: list[str], warm_repea
             hits.append(found)
 
     def assemble(i: int) -> None:
-        [SearchService._row(docs, rank, h.doc_id, h.score, None) for rank, h in enumerate(hits[max(i, 0)], 1)]
+        service.result_rows(corpus, hits[max(i, 0)])
 
     n = len(texts)
     enc = time_calls(encode, n, warmup=1)

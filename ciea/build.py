@@ -14,7 +14,8 @@ from ciea.backbones import load_backbone
 from ciea.checkpoints import CheckpointError
 from ciea.config import DEFAULT_INDEX_FACTORY, Settings
 from ciea.data.materialise import ensure_corpus_images
-from ciea.data.schema import Corpus, Query, load_corpus, load_queries
+from ciea.data.schema import Corpus, load_corpus
+from ciea.evaluate import Evaluator, QuerySet
 from ciea.features import CorpusFeatures, cached_corpus_features
 from ciea.index import Expectation, IndexManifest, IndexStoreError, VectorIndex
 from ciea.retrievers import Retriever, create_retriever, retriever_names
@@ -86,15 +87,10 @@ class GeometryBuild:
     umap_seconds: float
 
 
-def query_set(corpus: Corpus) -> tuple[str, list[Query], dict[str, dict[str, int]]]:
+def query_set(corpus: Corpus) -> tuple[str, QuerySet]:
     """The corpus's evaluation queries for the gap-shift curve: its test split, else captions."""
-    from ciea.evaluate import caption_queries, load_qrels, split_files
-
-    shipped = split_files(corpus.root, "test")
-    if shipped:
-        return "test", load_queries(shipped[0]), load_qrels(shipped[1])
-    queries, qrels = caption_queries(corpus)
-    return "captions", queries, qrels
+    shipped = QuerySet.shipped(corpus.root, "test")
+    return ("test", shipped) if shipped else ("captions", QuerySet.captions(corpus))
 
 
 def gap_shift_evaluator(retriever: Retriever, documents: np.ndarray, doc_ids: Sequence[str], corpus: Corpus
@@ -104,19 +100,15 @@ def gap_shift_evaluator(retriever: Retriever, documents: np.ndarray, doc_ids: Se
     Documents move by -factor * gap / 2 and queries by +factor * gap / 2, gap = mean(documents)
     - mean(queries); both are renormalised; exact search, MRR@10 over all queries and per kind.
     """
-    from ciea.evaluate import evaluate_by_kind
     from ciea.geometry import gap_shift
 
-    split, queries, qrels = query_set(corpus)
-    query_vectors = retriever.encode_queries([q.text for q in queries])
-    ids = np.asarray(doc_ids)
+    split, queries = query_set(corpus)
+    evaluator = Evaluator.from_query_set(queries, metrics=["mrr@10"], k=10)
+    query_vectors = retriever.encode_queries(queries.texts)
 
     def evaluate(factor: float) -> dict[str, float]:
         docs, qs = gap_shift(documents, query_vectors, factor)
-        scores = qs @ docs.T
-        top = np.argpartition(-scores, min(10, scores.shape[1] - 1), axis=1)[:, :10]
-        run = {q.qid: {ids[j]: float(scores[i, j]) for j in top[i]} for i, q in enumerate(queries)}
-        by_kind = evaluate_by_kind(qrels, run, queries, ["mrr@10"])
+        by_kind = evaluator.score_matrix(qs.astype(np.float64) @ docs.astype(np.float64).T, doc_ids)
         return {f"{split}/{kind} mrr@10": m["mrr@10"] for kind, m in by_kind.items()}
 
     return evaluate

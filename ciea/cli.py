@@ -136,26 +136,21 @@ def cmd_build_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ciea.evaluate import caption_queries, evaluate_by_kind, hits_to_run, load_qrels, split_files
+    from ciea.evaluate import Evaluator, QuerySet
     from ciea.service import SearchService
 
     service = SearchService(_settings(args))
-    shipped = split_files(service.corpus(args.corpus).root, args.split)
     if args.queries:
         if not args.qrels:
             raise InputError("--queries needs --qrels (TREC 'qid 0 doc_id rel' or JSON {qid: {doc_id: rel}}).")
-        queries, qrels = load_queries(args.queries), load_qrels(args.qrels)
-    elif shipped:
-        queries, qrels = load_queries(shipped[0]), load_qrels(shipped[1])
-    elif args.split == "captions":
-        queries, qrels = caption_queries(service.corpus(args.corpus))
+        query_set = QuerySet.from_files(args.queries, args.qrels)
     else:
-        raise InputError(f"No query set '{args.split}' for corpus {args.corpus!r}; use --split captions "
-                         "or pass --queries Q.jsonl --qrels QRELS.")
+        query_set = service.query_set(args.corpus, args.split)
+    queries = query_set.queries
+    evaluator = Evaluator.from_query_set(query_set, k=args.k)
     results = {}
     for name in args.retriever or service.retrievers(args.corpus):
-        hits = service.search_batch([q.text for q in queries], args.corpus, name, args.k)
-        results[name] = evaluate_by_kind(qrels, hits_to_run([q.qid for q in queries], hits), queries)
+        results[name] = evaluator(lambda texts, k: service.search_batch(texts, args.corpus, name, k))
     if args.split == "captions" and not args.queries and not args.retriever:
         from ciea.evaluate import image_side_metrics
 

@@ -1,16 +1,21 @@
 """Retrieval evaluation with ranx (a maintained IR metrics library).
 
-Runs are ``{qid: {doc_id: score}}``. Before scoring, every ranked list is re-scored by rank
+Runs are ``{qid: {doc_id: score}}``. ``QuerySet`` is a query set with its judgements, loaded in one
+place; ``Evaluator`` (after sentence-transformers' InformationRetrievalEvaluator) holds one and
+scores a search function, a run or a dense score matrix, by query kind. Before scoring, every ranked list is re-scored by rank
 (rank 1 highest) after ordering ties by a hash of the doc id, so the metric library never
 breaks ties by corpus order or by doc id spelling.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple, Sequence
 
-from ciea.data.schema import Corpus, Query
-from ciea.index import Hit, ranking_key
+import numpy as np
+
+from ciea.data.schema import Corpus, Query, load_queries, split_query_files
+from ciea.index import SCORE_DECIMALS, Hit, ranking_key, tie_breaker
 
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
 Qrels = Mapping[str, Mapping[str, int]]
@@ -57,25 +62,16 @@ def evaluate_by_kind(qrels: Qrels, run: Mapping[str, Mapping[str, float]], queri
     return out
 
 
-def split_files(corpus_dir, split: str):
+def split_files(corpus_dir, split: str) -> tuple[Path, Path] | None:
     """The shipped query set of a corpus split: (queries.jsonl, qrels.json) or None."""
-    from ciea.data.schema import split_query_files
-
     queries, qrels = split_query_files(corpus_dir, split)
     return (queries, qrels) if queries.is_file() and qrels.is_file() else None
-
-
-def caption_queries(corpus: Corpus) -> tuple[list[Query], dict[str, dict[str, int]]]:
-    """Caption-as-query: each document's caption should find that document."""
-    queries = [Query(d.doc_id, d.text) for d in corpus]
-    return queries, {d.doc_id: {d.doc_id: 1} for d in corpus}
 
 
 def load_qrels(path) -> dict[str, dict[str, int]]:
     """Qrels from JSON ``{qid: {doc_id: rel}}`` or TREC lines ``qid 0 doc_id rel`` /
     ``qid doc_id rel`` (tab or space separated)."""
     import json
-    from pathlib import Path
 
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("{"):
@@ -112,12 +108,75 @@ def image_side_metrics(corpus: Corpus, backbone, settings, k: int = 100) -> dict
         alignment, _ = load_trained_alignment(backbone, name, settings)
         if alignment is not None:
             maps[f"{name} map"] = alignment
-    queries, qrels = caption_queries(corpus)
+    evaluator = Evaluator.from_query_set(QuerySet.captions(corpus), k=k)
     out = {}
     for label, alignment in maps.items():
         image = alignment(features.image)
         manifest = IndexManifest(corpus.name, "image-side", backbone.spec, image.shape[1], len(corpus))
-        hits = VectorIndex.build(image, [d.doc_id for d in corpus], manifest).search(features.text, k)
-        out[f"image side only, {label} (caption -> image)"] = evaluate_run(
-            qrels, hits_to_run([q.qid for q in queries], hits))
+        index = VectorIndex.build(image, [d.doc_id for d in corpus], manifest)
+        # captions in corpus order are the query texts: their text features are already computed
+        out[f"image side only, {label} (caption -> image)"] = evaluator(
+            lambda texts, depth: index.search(features.text, depth))["all"]
     return out
+
+
+class QuerySet(NamedTuple):
+    """Queries and their judgements ``{qid: {doc_id: rel}}``; unpacks as ``queries, qrels``."""
+
+    queries: list[Query]
+    qrels: dict[str, dict[str, int]]
+
+    @classmethod
+    def from_files(cls, queries_path, qrels_path) -> "QuerySet":
+        """Queries (JSON lines) and qrels (JSON or TREC lines, see ``load_qrels``)."""
+        return cls(load_queries(queries_path), load_qrels(qrels_path))
+
+    @classmethod
+    def shipped(cls, corpus_dir, split: str) -> "QuerySet | None":
+        """The query set a corpus ships for ``split``, or None when it has none."""
+        files = split_files(corpus_dir, split)
+        return cls.from_files(*files) if files else None
+
+    @classmethod
+    def captions(cls, corpus: Corpus) -> "QuerySet":
+        """Caption-as-query: each document's caption should find that document."""
+        return cls([Query(d.doc_id, d.text) for d in corpus], {d.doc_id: {d.doc_id: 1} for d in corpus})
+
+    @property
+    def texts(self) -> list[str]:
+        return [q.text for q in self.queries]
+
+
+class Evaluator:
+    """Metrics of a retriever on one query set, over all queries and per query kind.
+
+    ``Evaluator(queries, qrels)(search)`` runs ``search(texts, k) -> hits per query``;
+    ``score_run`` takes a run ``{qid: {doc_id: score}}``; ``score_matrix`` takes dense (Q, N)
+    scores against ``doc_ids``. Ties are ordered as search orders them (``ranking_key``).
+    """
+
+    def __init__(self, queries: Sequence[Query], qrels: Qrels, metrics: Sequence[str] = METRICS,
+                 k: int = 100) -> None:
+        self.queries, self.qrels, self.metrics, self.k = list(queries), qrels, tuple(metrics), k
+
+    @classmethod
+    def from_query_set(cls, query_set: QuerySet, **kwargs) -> "Evaluator":
+        return cls(query_set.queries, query_set.qrels, **kwargs)
+
+    def __call__(self, search: Callable[[list[str], int], Sequence[Sequence[Hit]]]) -> dict[str, dict[str, float]]:
+        hits = search([q.text for q in self.queries], self.k)
+        return self.score_run(hits_to_run([q.qid for q in self.queries], hits))
+
+    def score_run(self, run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+        return evaluate_by_kind(self.qrels, run, self.queries, self.metrics)
+
+    def score_matrix(self, scores: np.ndarray, doc_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Metrics of dense scores (row i = query i, column j = ``doc_ids[j]``), each row cut to
+        the top ``k`` after ordering by rounded score, then the doc-id hash."""
+        scores = np.asarray(scores, dtype=np.float64)
+        depth = min(self.k, scores.shape[1])
+        hashes = np.array([tie_breaker(d) for d in doc_ids], dtype=np.uint64)
+        rounded = np.round(scores, SCORE_DECIMALS)
+        order = np.lexsort((np.broadcast_to(hashes, scores.shape), -rounded), axis=-1)[:, :depth]
+        run = {q.qid: {doc_ids[j]: float(scores[i, j]) for j in order[i]} for i, q in enumerate(self.queries)}
+        return self.score_run(run)

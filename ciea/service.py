@@ -25,10 +25,10 @@ from ciea.data.schema import (
     Query,
     available_corpora,
     load_corpus,
-    load_queries,
     split_query_files,
 )
-from ciea.index import MANIFEST_FILE, SCORE_DECIMALS, Expectation, IndexStoreError, VectorIndex
+from ciea.evaluate import QuerySet
+from ciea.index import MANIFEST_FILE, SCORE_DECIMALS, Expectation, Hit, IndexStoreError, VectorIndex
 from ciea.retrievers import REGISTRY, Retriever, create_retriever
 from ciea.validation import (
     InputError,
@@ -158,11 +158,14 @@ class SearchService:
         self._states: dict[str, dict[str, RetrieverState]] = {}
         self._relevance: dict[str, dict[str, frozenset[str]]] = {}
         self._geometry: dict[tuple[str, str], GeometryArtefacts] = {}
-        self._query_sets: dict[tuple[str, str], tuple[list[Query], dict[str, dict[str, int]]]] = {}
+        self._query_sets: dict[tuple[str, str], QuerySet] = {}
         self._positions: dict[str, dict[str, int]] = {}
         self._reciprocal_ranks: dict[tuple[str, str, str, int], dict[str, float]] = {}
         # Per-instance caches (a cache on the method would keep every service alive).
         self._text_vector = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_text)
+        #: One text-tower pass per query text, cached and shared by every retriever. False runs the
+        #: tower once per retriever and query, uncached (the benchmarks' before-and-after peer).
+        self.share_text_encoding = True
         self._patch_weights = functools.lru_cache(maxsize=PATCH_CACHE_SIZE)(self._compute_patch_weights)
 
     # -- loading ---------------------------------------------------------------------
@@ -290,7 +293,8 @@ class SearchService:
         return vector
 
     def _query_vector(self, corpus: str, name: str, text: str) -> np.ndarray:
-        return self.retriever(corpus, name).retriever.text_queries(self._text_vector(text)[None, :])[0]
+        text_vector = self._text_vector(text) if self.share_text_encoding else self._encode_text(text)
+        return self.retriever(corpus, name).retriever.text_queries(text_vector[None, :])[0]
 
     def search(self, query: str, corpus: str, retrievers: Sequence[str] | None = None,
                k: int = DEFAULT_K) -> SearchResponse:
@@ -331,7 +335,6 @@ class SearchService:
         if tokens > self.backbone.max_text_tokens:
             notices.append(f"The query is {tokens} tokens long; only the first "
                            f"{self.backbone.max_text_tokens} were used.")
-        docs = self.corpus(corpus)
         results: dict[str, list[ResultRow]] = {}
         skipped: dict[str, str] = {}
         for name in names:
@@ -341,7 +344,7 @@ class SearchService:
                 notices.append(unavailable_notice(name, skipped[name]))
                 continue
             hits = state.index.search(self._query_vector(corpus, name, text)[None, :], k)[0]
-            results[name] = [self._row(docs, rank, h.doc_id, h.score, judged) for rank, h in enumerate(hits, 1)]
+            results[name] = self.result_rows(corpus, hits, judged)
         return SearchResponse(text, corpus, k, results, notices, judged=judged is not None, skipped=skipped)
 
     def search_by_image(self, image: str | Path | bytes | Image.Image, corpus: str,
@@ -361,7 +364,6 @@ class SearchService:
         picture = load_query_image(image)
         if not label:
             label = Path(image).name if isinstance(image, (str, Path)) else "uploaded image"
-        docs = self.corpus(corpus)
         notices: list[str] = []
         skipped: dict[str, str] = {}
         results: dict[str, list[ResultRow]] = {}
@@ -378,7 +380,7 @@ class SearchService:
                     features = self.backbone.encode_images([picture])
                 vector = state.retriever.image_queries(features)
                 hits = state.index.search(np.asarray(vector, dtype=np.float32), k)[0]
-                results[name] = [self._row(docs, rank, h.doc_id, h.score, None) for rank, h in enumerate(hits, 1)]
+                results[name] = self.result_rows(corpus, hits)
         if not results and not notices:
             notices.append("No retriever answered.")
         return SearchResponse(label, corpus, k, results, notices, mode="image", skipped=skipped)
@@ -393,11 +395,16 @@ class SearchService:
         vectors = state.retriever.encode_queries(cleaned) if cleaned else np.zeros((0, state.index.manifest.dim))
         return state.index.search(vectors, k)
 
-    @staticmethod
-    def _row(docs: Corpus, rank: int, doc_id: str, score: float, judged: frozenset[str] | None) -> ResultRow:
-        doc = docs.get(doc_id)
-        return ResultRow(rank, doc_id, score, doc.text, document_image(docs, doc), doc.category,
-                         judged is not None and doc_id in judged)
+    def result_rows(self, corpus: str, hits: Sequence[Hit], judged: frozenset[str] | None = None) -> list[ResultRow]:
+        """Ranked hits as result rows with each document's text, image and category, marked
+        relevant where ``judged`` names them (the result-assembly step the benchmarks time)."""
+        docs = self.corpus(corpus)
+        rows = []
+        for rank, hit in enumerate(hits, 1):
+            doc = docs.get(hit.doc_id)
+            rows.append(ResultRow(rank, hit.doc_id, hit.score, doc.text, document_image(docs, doc), doc.category,
+                                  judged is not None and hit.doc_id in judged))
+        return rows
 
     # -- documents -------------------------------------------------------------------
     def document(self, corpus: str, doc_id: str) -> DocumentView:
@@ -438,21 +445,17 @@ class SearchService:
                          for p in root.glob(f"{prefix}*{suffix}") if p.is_file())
         return [s for s in shipped if split_query_files(root, s)[1].is_file()] or [CAPTIONS_SPLIT]
 
-    def query_set(self, corpus: str, split: str) -> tuple[list[Query], dict[str, dict[str, int]]]:
-        """Queries and qrels of one split (shipped files, or caption-as-query for ``captions``)."""
-        from ciea.evaluate import caption_queries, load_qrels, split_files
-
+    def query_set(self, corpus: str, split: str) -> QuerySet:
+        """Queries and qrels of one split: a shipped set, or caption-as-query for ``captions``
+        (on any corpus). Unpacks as ``queries, qrels``."""
         root = self.corpus(corpus).root  # validates the name first
         key = (corpus, str(split))
         if key not in self._query_sets:
-            if split not in self.query_splits(corpus):
+            if split != CAPTIONS_SPLIT and split not in self.query_splits(corpus):
                 raise InputError(f"No query set {echo(split)} for corpus {corpus!r}. "
-                                 f"Known: {', '.join(self.query_splits(corpus))}.")
-            shipped = split_files(root, split)
-            if shipped:
-                self._query_sets[key] = load_queries(shipped[0]), load_qrels(shipped[1])
-            else:  # the captions split: each caption should find its own document
-                self._query_sets[key] = caption_queries(self.corpus(corpus))
+                                 f"Known: {', '.join(self.query_splits(corpus))}; '{CAPTIONS_SPLIT}' "
+                                 "asks each caption to find its own document.")
+            self._query_sets[key] = QuerySet.shipped(root, split) or QuerySet.captions(self.corpus(corpus))
         return self._query_sets[key]
 
     def relevance_table(self, corpus: str) -> dict[str, frozenset[str]]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach the network
+# numba (ranx, UMAP) caches its compiled functions here, before anything imports numba: about 40 s
+# of CPU per process when cold, 5 s when warm; subprocesses (CLI, app) inherit the variable.
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ciea", "numba"))
 
 import dataclasses
 from pathlib import Path
@@ -92,6 +96,16 @@ def repo_root() -> Path:
 
 
 # -- the launched app (shared by test_app.py, test_browser.py and any other test that needs it) ----
+
+#: Fixtures that launch ``python app.py``: every test using one is marked slow here, in one place.
+APP_FIXTURES = frozenset({"app_url", "evil_app"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if APP_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 APP_STARTUP_TIMEOUT_S = 180
 #: Retrievers of the stamps corpus that get synthetic geometry artefacts in the launched app.

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ciea.data.schema import load_corpus
 
 
@@ -58,6 +60,7 @@ def test_search_with_a_mismatched_index_names_the_rebuild_command(repo_root, tmp
     assert "python -m ciea build --corpus stamps --retriever dual-fused" in out.stderr
 
 
+@pytest.mark.slow
 def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_path):
     import os
     import shutil
@@ -85,6 +88,7 @@ def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_pa
     assert json.loads((indexes / "scenes" / "eval_test.json").read_text())["metrics"] == report["metrics"]
 
 
+@pytest.mark.slow
 def test_eval_of_one_retriever_keeps_the_others_in_the_saved_report(tiny_built, tmp_path, monkeypatch, capsys):
     import shutil
 

@@ -13,6 +13,8 @@ from ciea.retrievers import REGISTRY, TRAINABLE
 
 from conftest import RANDOM_CLIP
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def pipeline_env(tiny_settings, tmp_path, monkeypatch):

@@ -62,6 +62,7 @@ def test_indexes_of_another_backbone_are_refused(tiny_built):
     assert all("backbone" in why for why in service.unavailable("tiny").values())
 
 
+@pytest.mark.slow
 def test_open_clip_pipeline_end_to_end(tiny_settings, tmp_path, random_clip):
     """Features, indexes and search on a random-weight open_clip model over a tiny corpus."""
     settings = dataclasses.replace(tiny_settings, backbone=RANDOM_CLIP, indexes_dir=tmp_path / "idx")
@@ -73,3 +74,37 @@ def test_open_clip_pipeline_end_to_end(tiny_settings, tmp_path, random_clip):
     assert all(len(rows) == 6 for rows in response.results.values())
     assert response.results["text-dense"][0].doc_id == "shapes/red-circle.png"  # identical caption text
     assert "shared CLIP space" in service.retriever("tiny", "dual-fused").retriever.towers()
+
+
+def test_text_tower_runs_once_per_query_unless_sharing_is_off(tiny_built, monkeypatch):
+    service = SearchService(tiny_built)
+    names = service.retrievers("tiny")
+    assert len(names) > 1
+    calls = []
+    encode = service.backbone.encode_text
+    monkeypatch.setattr(service.backbone, "encode_text", lambda texts, *a, **kw: calls.append(texts) or encode(texts))
+    service.search("a blue box", "tiny", names, 3)
+    assert calls == [["a blue box"]]
+    service.share_text_encoding = False  # the benchmarks' peer: one tower pass per retriever
+    calls.clear()
+    service.search("a blue box", "tiny", names, 3)
+    assert len(calls) == len(names)
+
+
+def test_result_rows_assemble_hits_with_document_facts(tiny_built):
+    from ciea.index import Hit
+
+    service = SearchService(tiny_built)
+    rows = service.result_rows("tiny", [Hit("animals/frog.png", 0.75), Hit("vehicles/bus.png", 0.5)],
+                               frozenset({"vehicles/bus.png"}))
+    assert [(r.rank, r.doc_id, r.text, r.category, r.relevant) for r in rows] == [
+        (1, "animals/frog.png", "A frog.", "animals", False), (2, "vehicles/bus.png", "A yellow school bus.", "vehicles", True)]
+    assert rows[0].image is not None and rows[0].image.is_file()
+
+
+def test_captions_query_set_on_any_corpus_and_unknown_splits_refused(tiny_built):
+    service = SearchService(tiny_built)
+    queries, qrels = service.query_set("tiny", "captions")
+    assert len(queries) == 6 and all(qrels[q.qid] == {q.qid: 1} for q in queries)
+    with pytest.raises(InputError, match="No query set 'nope'.*captions"):
+        service.query_set("tiny", "nope")

@@ -128,20 +128,6 @@ class Backbone(ABC):
             parts.append(self._image_forward(batch))
         return ImageFeatures.concatenate(parts)
 
-    def describe(self) -> dict[str, object]:
-        """The facts a manifest or the UI records about this backbone."""
-        return {
-            "spec": self.spec,
-            "text_tower": self.text_tower,
-            "image_tower": self.image_tower,
-            "joint_space": self.joint_space,
-            "text_dim": self.text_dim,
-            "image_dim": self.image_dim,
-            "patch_dim": self.patch_dim,
-            "num_patches": self.num_patches,
-            "token_dim": self.token_dim,
-        }
-
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Row-wise L2 normalisation in float32."""

@@ -1,0 +1,34 @@
+"""Every function and class the product defines is used by the product (app, CLI, benchmarks),
+not only by tests: code kept alive by its own tests is dead weight."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = [*ROOT.glob("ciea/**/*.py"), ROOT / "app.py", *ROOT.glob("benchmarks/**/*.py")]
+#: Unused, in files whose owners will remove them (path: names); drop an entry once it is gone.
+PENDING = {
+    "ciea/ui/zerogpu.py": {"zerogpu_active"},
+    "ciea/data/scenes.py": {"name_tokens", "load_scene_queries", "load_scene_qrels"},
+    "ciea/retrievers/base.py": {"encode_image_queries"},
+}
+
+
+def definitions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("__"):
+            yield node.name
+
+
+def test_no_product_code_is_used_only_by_tests():
+    text = "\n".join(p.read_text("utf-8") for p in PRODUCT)
+    unused: dict[str, set[str]] = {}
+    for path in PRODUCT:
+        for name in definitions(path):
+            if len(re.findall(rf"\b{re.escape(name)}\b", text)) <= 1:  # its own definition only
+                unused.setdefault(str(path.relative_to(ROOT)), set()).add(name)
+    assert {path: names - PENDING.get(path, set()) for path, names in unused.items()
+            if names - PENDING.get(path, set())} == {}
