@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 LogitScaleLike = torch.Tensor | float
 
-DEFAULT_LAMBDA = 0.1          # weight of L_comp in CIEA's objective (DESIGN section 2)
+DEFAULT_LAMBDA = 0.1          # weight of L_comp in CIEA's objective (docs/method.md)
 INIT_TEMPERATURE = 0.01       # CLIP's and CIEA's initial temperature (logit scale 100)
 MAX_LOGIT_SCALE = 100.0       # CLIP's cap on the logit scale
 
@@ -96,7 +96,7 @@ def ciea_loss(queries: torch.Tensor, documents: torch.Tensor, comp_queries: torc
               image_sides: torch.Tensor, logit_scale: LogitScaleLike, *, comp_rows: torch.Tensor,
               image_columns: torch.Tensor, lam: float = DEFAULT_LAMBDA,
               false_negatives: torch.Tensor | None = None) -> CIEALossOutput:
-    """CIEA's L = L_c + lam * L_comp (DESIGN section 2), all tensors (B, D) except the masks.
+    """CIEA's L = L_c + lam * L_comp (docs/method.md), all tensors (B, D) except the masks.
 
     L_c: one-directional in-batch InfoNCE of ``queries`` against ``documents``.
     L_comp: for the rows where ``comp_rows`` (B,) is True (positive is an image document and
@@ -156,7 +156,7 @@ def has_content(ids: Iterable[int], special_ids: Iterable[int]) -> bool:
 
 def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
              logit_scale: LogitScaleLike, *, false_negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """Generalized Contrastive Learning (Lee et al., NeurIPS 2025), DESIGN section 3.
+    """Generalized Contrastive Learning (Lee et al., NeurIPS 2025), as docs/method.md describes it.
 
     Pair k gives ``image[k]``, ``text[k]``, ``fused[k]`` (each (N, D)); all 3N embeddings are
     the candidates. Each anchor (modality m, pair k) has two positives, the other two

@@ -7,15 +7,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [*ROOT.glob("ciea/**/*.py"), ROOT / "app.py", *ROOT.glob("benchmarks/**/*.py"), *ROOT.glob("tests/**/*.py")]
-#: Files that still cite the design notes kept outside the repository, to be rewritten by their
-#: owner; drop an entry once it is fixed.
-PENDING = {"ciea/losses.py", "ciea/retrievers/ciea.py"}
 OUTSIDE = re.compile(r"DESIGN(\.md| section| \d)")
 
 
 def test_no_comment_cites_a_document_outside_the_repository():
     citing = {str(p.relative_to(ROOT)) for p in CODE if p != Path(__file__) and OUTSIDE.search(p.read_text("utf-8"))}
-    assert citing - PENDING == set()
+    assert citing == set()
 
 
 def test_every_docs_file_a_comment_names_exists():
