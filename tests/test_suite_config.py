@@ -33,7 +33,7 @@ def test_app_browser_soak_pipeline_and_cli_eval_tests_are_slow():
     for expected in ("tests/test_app.py::test_search_endpoint_returns_results_side_by_side",
                      "tests/test_app_bad_input.py::test_text_and_parameters_through_gradio_client",
                      "tests/test_app_bad_input.py::test_markup_in_captions_and_queries_is_never_live",
-                     "tests/test_browser.py::test_full_hd_layout",
+                     "tests/test_browser.py::test_full_hd_verdicts_benchmark_and_corpus_switch",
                      "tests/test_soak.py::test_short_soak_has_zero_errors",
                      "tests/test_pipeline.py::test_random_clip_pipeline_end_to_end",
                      "tests/test_service.py::test_open_clip_pipeline_end_to_end",
