@@ -113,6 +113,14 @@ class Split:
     documents: list[Document]
     features: CorpusFeatures
     pairs: list[Pair]
+    _query_vectors: dict = field(default_factory=dict, repr=False)
+
+    def query_vectors(self, backbone: Backbone) -> np.ndarray:
+        """The pairs' query texts through the frozen text tower, encoded once per backbone and
+        shared by every head trained on this split (it was a minute or more per head)."""
+        if backbone.spec not in self._query_vectors:
+            self._query_vectors[backbone.spec] = backbone.encode_text([p.query for p in self.pairs])
+        return self._query_vectors[backbone.spec]
 
 
 @dataclass
@@ -332,10 +340,10 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
     """Train the linear image map of a dual encoder; returns the best module by dev MRR@10."""
     head, scale, optimizer, rng, device = _setup(lambda: TrainedAlignment.for_backbone(backbone), config,
                                                  initial_state)
-    query_vecs = torch.as_tensor(backbone.encode_text([p.query for p in train.pairs]), device=device)
+    query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     text = torch.as_tensor(train.features.text, device=device)
     pooled = torch.as_tensor(train.features.image.pooled, device=device)
-    dev_q = {dev.name: backbone.encode_text([p.query for p in dev.pairs]) for dev in devs}
+    dev_q = {dev.name: dev.query_vectors(backbone) for dev in devs}
     kind = "dual-fused" if name == "dual-gcl" else name
 
     def score_one(dev: Split) -> float:
@@ -428,14 +436,14 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
         for p in tower.parameters() if tower is not None else ():
             p.requires_grad_(False)  # frozen language model: gradients reach the head only
     queries = [p.query for p in train.pairs]
-    query_vecs = torch.as_tensor(backbone.encode_text(queries), device=device)
+    query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     captions = [train.documents[p.positives[0]].text for p in train.pairs]
     comp_vecs, comp_valid = complementary_query_vectors(backbone, queries, captions)
     comp_vecs, comp_valid = torch.as_tensor(comp_vecs, device=device), torch.as_tensor(comp_valid, device=device)
     log.info("CIEA: %d of %d training queries have a non-empty q_comp", int(comp_valid.sum()), len(queries))
     caption_vecs = torch.as_tensor(train.features.text, device=device)
     groups = caption_groups(train.documents)
-    dev_q = {dev.name: backbone.encode_text([p.query for p in dev.pairs]) for dev in devs}
+    dev_q = {dev.name: dev.query_vectors(backbone) for dev in devs}
 
     def score_one(dev: Split) -> float:
         docs = encode_ciea_documents(backbone, head, dev.features.image.patches, [d.text for d in dev.documents],
