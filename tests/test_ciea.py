@@ -68,7 +68,7 @@ def test_anchored_document_is_the_same_in_training_and_indexing(bundled, tmp_pat
     captions = ["A frog.", "A red ball.", "A boat."]
     t = bundled.encode_text(captions)
     trained = encode_ciea_documents(bundled, head, patches, captions, t)
-    checkpoint = save_checkpoint(tmp_path / "ciea", head, {"head": dataclasses.asdict(head.config)})
+    save_checkpoint(tmp_path / "ciea", head, {"head": dataclasses.asdict(head.config)})
     indexed = CIEARetriever(bundled, checkpoint=load_checkpoint(tmp_path / "ciea")).encode_patches(patches, captions)[0]
     np.testing.assert_allclose(indexed, trained, atol=1e-5)
     # and both are normalise(t + g * normalise(z)): the caption's own vector is in every document
