@@ -154,8 +154,8 @@ def memmap_tensor(path: Path, name: str) -> np.ndarray:
     return np.memmap(path, dtype=_SAFETENSORS_DTYPES[info["dtype"]], mode="r", offset=8 + length + begin, shape=shape)
 
 
-def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, progress: bool = True
-                           ) -> CorpusFeatures:
+def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, progress: bool = True,
+                           _retry: bool = True) -> CorpusFeatures:
     """``encode_corpus`` once per (backbone, corpus), kept as safetensors under ``cache_dir``.
 
     Training and index builds reuse the frozen features instead of re-encoding every image.
@@ -180,7 +180,9 @@ def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, 
             arrays["class_probs"] = features.image.class_probs
         tmp = path.with_suffix(".tmp")
         save_file(arrays, str(tmp))
-        tmp.replace(path)  # a crash mid-write never leaves a half file under the real name
+        # a new file replaces the old one (never a rewrite in place): a crash mid-write leaves no half
+        # file, and processes that still map the old file keep reading it instead of faulting
+        tmp.replace(path)
     try:
         with safe_open(str(path), framework="numpy") as fh:
             small = {k: fh.get_tensor(k) for k in fh.keys() if k != "patches"}
@@ -190,7 +192,9 @@ def cached_corpus_features(corpus: Corpus, backbone: Backbone, cache_dir: Path, 
             raise ValueError("patch rows do not match the image documents")
         return CorpusFeatures(small["text"], ImageFeatures(small["pooled"], patches, small.get("class_probs")),
                               has_image)
-    except Exception as exc:  # a damaged cache is rebuilt, never trusted
+    except Exception as exc:  # a damaged cache is rebuilt once, never trusted
+        if not _retry:
+            raise
         log.warning("feature cache %s unreadable (%s); re-encoding", path, exc)
         path.unlink(missing_ok=True)
-        return cached_corpus_features(corpus, backbone, cache_dir, progress)
+        return cached_corpus_features(corpus, backbone, cache_dir, progress, _retry=False)
