@@ -43,7 +43,7 @@ from ciea.features import CorpusFeatures, cached_corpus_features
 from ciea.losses import (DEFAULT_LAMBDA, LogitScale, ciea_loss, complementary_query_ids, gcl_loss, has_content,
                          info_nce)
 from ciea.retrievers.alignment import TrainedAlignment
-from ciea.retrievers.ciea import ALIGN_SCALE, CIEAConfig, CIEAHead, encode_documents_with
+from ciea.retrievers.ciea import ALIGN_SCALE, CIEAConfig, CIEAHead, encode_documents_with, encode_in_batches
 
 log = logging.getLogger(__name__)
 TRAIN_SPLIT, DEV_SPLIT = "train", "dev"
@@ -82,7 +82,7 @@ class TrainConfig:
 #: CIEA pushes every batch through the language model, so its CPU schedule samples fewer pairs
 #: per epoch and stops at 18 minutes. 3 x 3 patch tokens (the 7 x 7 grid average-pooled): at equal
 #: wall time on 2 cores they reached a higher dev MRR@10 than 49 tokens (epoch 3 at 4 min: scenes
-#: 0.537 against 0.481 for 49 tokens after 2 epochs at 7 min; README, "CIEA on CPU").
+#: 0.537 against 0.481 for 49 tokens after 2 epochs at 7 min; README, "CIEA here").
 SCHEDULES: dict[str, dict] = {
     "ciea": {"epochs": 40, "batch_size": 64, "pairs_per_epoch": 2048, "patience": 4, "lr": 2e-3, "bf16": True,
              "max_minutes": 18.0, "ciea": {"patch_grid": 3}},
@@ -291,9 +291,19 @@ def false_negative_mask(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]])
     return mask
 
 
-def mean_dev_mrr(devs: Sequence[Split], score_one: Callable[[Split], float]) -> float:
-    """The mean of ``score_one`` over the dev sets (each corpus weighs the same); logs each."""
-    scores = {dev.name: score_one(dev) for dev in devs}
+def mean_dev_mrr(devs: Sequence[Split], backbone: Backbone, encode_documents: Callable[[Split], np.ndarray],
+                 map_queries: Callable[[np.ndarray], np.ndarray] = lambda q: q) -> float:
+    """The mean dev MRR@10 over the dev sets (each corpus and kind weighs the same); logs each.
+
+    The dev sets of one corpus (one per query kind) share their documents, so each corpus's
+    documents are encoded once per call, not once per kind.
+    """
+    encoded: dict[int, np.ndarray] = {}
+    scores = {}
+    for dev in devs:
+        if id(dev.features) not in encoded:
+            encoded[id(dev.features)] = encode_documents(dev)
+        scores[dev.name] = dev_mrr(dev, map_queries(dev.query_vectors(backbone)), encoded[id(dev.features)])
     log.info("dev MRR@10 %s", ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return float(np.mean(list(scores.values())))
 
@@ -343,19 +353,20 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
     query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     text = torch.as_tensor(train.features.text, device=device)
     pooled = torch.as_tensor(train.features.image.pooled, device=device)
-    dev_q = {dev.name: dev.query_vectors(backbone) for dev in devs}
     kind = "dual-fused" if name == "dual-gcl" else name
 
-    def score_one(dev: Split) -> float:
+    def documents(dev: Split) -> np.ndarray:
         with torch.no_grad():
             image = head(torch.as_tensor(dev.features.image.pooled, device=device))
             image = image * torch.as_tensor(dev.features.has_image, device=device)[:, None]
             docs = _dual_documents(kind, torch.as_tensor(dev.features.text, device=device), image)
-            queries = _dual_queries(kind, torch.as_tensor(dev_q[dev.name], device=device))
-        return dev_mrr(dev, queries.float().cpu().numpy(), docs.float().cpu().numpy())
+        return docs.float().cpu().numpy()
+
+    def queries(q: np.ndarray) -> np.ndarray:
+        return _dual_queries(kind, torch.as_tensor(q)).float().numpy()
 
     def dev_score() -> float:
-        return mean_dev_mrr(devs, score_one)
+        return mean_dev_mrr(devs, backbone, documents, queries)
 
     def step(batch: list[tuple[int, int]]) -> torch.Tensor:
         pair_idx = torch.tensor([i for i, _ in batch], device=device)
@@ -402,17 +413,9 @@ def complementary_query_vectors(backbone: Backbone, queries: Sequence[str], capt
 
 
 def encode_ciea_documents(backbone: Backbone, head: CIEAHead, patches, captions: Sequence[str],
-                          caption_vectors: np.ndarray, batch_size: int = 32) -> np.ndarray:
+                          caption_vectors: np.ndarray) -> np.ndarray:
     """Document vectors for image documents with a head under training (no gradients)."""
-    out = []
-    device = next(head.parameters()).device
-    with torch.inference_mode():
-        for s in range(0, len(captions), batch_size):
-            batch = torch.as_tensor(np.asarray(patches[s : s + batch_size]), dtype=torch.float32, device=device)
-            t = torch.as_tensor(caption_vectors[s : s + batch_size], dtype=torch.float32, device=device)
-            docs, _ = encode_documents_with(backbone, head, batch, captions[s : s + batch_size], t)
-            out.append(docs.float().cpu().numpy())
-    return np.concatenate(out)
+    return encode_in_batches(backbone, head, patches, captions, caption_vectors)[0]
 
 
 def caption_alignment_loss(head: CIEAHead, patches: torch.Tensor, caption_vectors: torch.Tensor,
@@ -443,16 +446,14 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
     log.info("CIEA: %d of %d training queries have a non-empty q_comp", int(comp_valid.sum()), len(queries))
     caption_vecs = torch.as_tensor(train.features.text, device=device)
     groups = caption_groups(train.documents)
-    dev_q = {dev.name: dev.query_vectors(backbone) for dev in devs}
 
-    def score_one(dev: Split) -> float:
-        docs = encode_ciea_documents(backbone, head, dev.features.image.patches, [d.text for d in dev.documents],
+    def documents(dev: Split) -> np.ndarray:
+        return encode_ciea_documents(backbone, head, dev.features.image.patches, [d.text for d in dev.documents],
                                      dev.features.text)
-        return dev_mrr(dev, dev_q[dev.name], docs)
 
     def dev_score() -> float:
         head.eval()
-        score = mean_dev_mrr(devs, score_one)
+        score = mean_dev_mrr(devs, backbone, documents)
         head.train()
         return score
 

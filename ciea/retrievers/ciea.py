@@ -282,6 +282,25 @@ def encode_documents_with(backbone: Backbone, head: CIEAHead, patches: torch.Ten
     return head.document(t, z), weights
 
 
+@torch.inference_mode()
+def encode_in_batches(backbone: Backbone, head: CIEAHead, patches, captions: Sequence[str],
+                      caption_vectors: np.ndarray, with_caption: bool = True, batch_size: int = ENCODE_BATCH
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``encode_documents_with`` over a whole set, in batches, without gradients: vectors (B, T)
+    and weights (B, n) as numpy. Serves indexing and training's dev evaluation alike."""
+    device = next(head.parameters()).device
+    vectors, weights = [], []
+    for s in range(0, len(captions), batch_size):
+        batch = torch.as_tensor(np.asarray(patches[s : s + batch_size]), dtype=torch.float32, device=device)
+        t = torch.as_tensor(caption_vectors[s : s + batch_size], dtype=torch.float32, device=device)
+        docs, w = encode_documents_with(backbone, head, batch, captions[s : s + batch_size], t, with_caption)
+        vectors.append(docs.float().cpu().numpy())
+        weights.append(w.float().cpu().numpy())
+    if not vectors:
+        return np.zeros((0, caption_vectors.shape[-1]), np.float32), np.zeros((0, head.config.tokens), np.float32)
+    return np.concatenate(vectors), np.concatenate(weights)
+
+
 class CIEARetriever(Retriever):
     """CIEA over one backbone's frozen towers, with a trained head from a checkpoint."""
 
@@ -318,7 +337,6 @@ class CIEARetriever(Retriever):
                 f"{self.backbone.image_tower} through a trained projector and complementary "
                 "extractor; caption], anchored on the caption's sentence vector")
 
-    @torch.inference_mode()
     def encode_patches(self, patches: np.ndarray, captions: Sequence[str], caption_vectors: np.ndarray | None = None,
                        with_caption: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Vectors (B, dim) and complementarity weights (B, n) for image documents.
@@ -328,18 +346,8 @@ class CIEARetriever(Retriever):
         if caption_vectors is None:
             caption_vectors = (self.backbone.encode_text(list(captions)) if len(captions)
                                else np.zeros((0, self.dim), np.float32))
-        vectors, weights = [], []
-        device = getattr(self.backbone, "device", "cpu")
-        for s in range(0, len(captions), ENCODE_BATCH):
-            batch = torch.as_tensor(np.asarray(patches[s : s + ENCODE_BATCH]), dtype=torch.float32, device=device)
-            t = torch.as_tensor(caption_vectors[s : s + ENCODE_BATCH], dtype=torch.float32, device=device)
-            docs, w = encode_documents_with(self.backbone, self.head, batch, captions[s : s + ENCODE_BATCH], t,
-                                            with_caption)
-            vectors.append(docs.float().cpu().numpy())
-            weights.append(w.float().cpu().numpy())
-        if not vectors:
-            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.config.tokens), np.float32)
-        return l2_normalize(np.concatenate(vectors)), np.concatenate(weights)
+        vectors, weights = encode_in_batches(self.backbone, self.head, patches, captions, caption_vectors, with_caption)
+        return l2_normalize(vectors), weights
 
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         vectors = features.text.copy()
