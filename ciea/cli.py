@@ -242,7 +242,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(f"Nothing to train for {', '.join(unknown)}; trainable: {', '.join(TRAINABLE)}.")
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "lr", "lam", "patience",
                                                       "pairs_per_epoch", "seed", "device", "max_minutes", "group_size",
-                                                      "align_weight")
+                                                      "align_weight", "hard_negative_epochs", "hard_negative_pool")
                  if getattr(args, key) is not None}
     if args.no_weights:
         overrides["use_weights"] = False
@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CIEA head option, e.g. patch_grid=3, anchor=false, attention_pool=false, delimiters=false, "
                    "comp_view=extracted (repeatable; see CIEAConfig in ciea/retrievers/ciea.py)")
     p.add_argument("--align-weight", type=float, help="CIEA: weight of the weight map's alignment loss (default 1)")
+    p.add_argument("--hard-negative-epochs", type=int, help="second stage: up to this many epochs with one mined "
+                   "hard negative per text query, from the best first-stage head (default 0 = none)")
+    p.add_argument("--hard-negative-pool", type=int, help="mined negatives kept per query (default 10)")
     p.add_argument("--resume", action="store_true", help="continue from the saved checkpoint (history is kept)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
     p.set_defaults(func=cmd_train)

@@ -52,15 +52,36 @@ def masked_info_nce(queries: torch.Tensor, candidates: torch.Tensor, logit_scale
     return F.cross_entropy(logits, targets)
 
 
+@dataclass
+class HardNegatives:
+    """Mined negative documents (H, D) added to a batch's candidates, with ``relevant`` (B, H)
+    bool True where negative h is in fact relevant to query i (then it is not a negative)."""
+
+    documents: torch.Tensor
+    relevant: torch.Tensor
+
+    def extend(self, candidates: torch.Tensor, allowed: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``candidates`` (C, D) with the negatives appended, and the (B, C + H) allowed mask."""
+        _check_2d(self.documents, "hard negatives")
+        batch = self.relevant.shape[0]
+        relevant = _bool_mask(self.relevant, (batch, self.documents.shape[0]), "relevant", candidates.device)
+        if allowed is None:
+            allowed = torch.ones(batch, candidates.shape[0], dtype=torch.bool, device=candidates.device)
+        return torch.cat([candidates, self.documents]), torch.cat([allowed, ~relevant], dim=1)
+
+
 def info_nce(queries: torch.Tensor, documents: torch.Tensor, logit_scale: LogitScaleLike, *,
-             false_negatives: torch.Tensor | None = None, symmetric: bool = True) -> torch.Tensor:
+             false_negatives: torch.Tensor | None = None, symmetric: bool = True,
+             hard_negatives: HardNegatives | None = None) -> torch.Tensor:
     """In-batch InfoNCE: query i's positive is document i, the other documents are negatives.
 
     ``false_negatives`` (B, B) bool is True where document j (j != i) is also relevant to
     query i; those pairs leave the softmax denominators of both directions (the transpose
     for document -> query). Masking the diagonal is refused: it would hide the positive.
     ``symmetric`` returns the mean of the query -> document and document -> query losses;
-    otherwise only query -> document.
+    otherwise only query -> document. ``hard_negatives`` (mined documents, training's second
+    stage) join every query's candidates in the query -> document direction only.
     """
     _check_2d(queries, "queries")
     _check_2d(documents, "documents")
@@ -75,7 +96,10 @@ def info_nce(queries: torch.Tensor, documents: torch.Tensor, logit_scale: LogitS
         if bool(fn.diagonal().any()):
             raise ValueError("false_negatives marks a diagonal (positive) pair")
         allowed = ~fn
-    forward = masked_info_nce(queries, documents, logit_scale, targets, allowed)
+    candidates, candidate_mask = documents, allowed
+    if hard_negatives is not None:
+        candidates, candidate_mask = hard_negatives.extend(documents, allowed)
+    forward = masked_info_nce(queries, candidates, logit_scale, targets, candidate_mask)
     if not symmetric:
         return forward
     backward = masked_info_nce(documents, queries, logit_scale, targets,
@@ -95,7 +119,8 @@ class CIEALossOutput:
 def ciea_loss(queries: torch.Tensor, documents: torch.Tensor, comp_queries: torch.Tensor,
               image_sides: torch.Tensor, logit_scale: LogitScaleLike, *, comp_rows: torch.Tensor,
               image_columns: torch.Tensor, lam: float = DEFAULT_LAMBDA,
-              false_negatives: torch.Tensor | None = None) -> CIEALossOutput:
+              false_negatives: torch.Tensor | None = None,
+              hard_negatives: HardNegatives | None = None) -> CIEALossOutput:
     """CIEA's L = L_c + lam * L_comp (docs/method.md), all tensors (B, D) except the masks.
 
     L_c: one-directional in-batch InfoNCE of ``queries`` against ``documents``.
@@ -106,6 +131,7 @@ def ciea_loss(queries: torch.Tensor, documents: torch.Tensor, comp_queries: torc
     and rows that do not take part are dropped before the similarity, so whatever the caller
     put in them (zeros, NaN from normalising an empty q_comp) never reaches the loss or its
     gradient. With no qualifying row L_comp is an exact zero that still belongs to the graph.
+    ``hard_negatives`` join L_c's candidates (training's second stage).
     """
     batch = queries.shape[0]
     device = queries.device
@@ -119,7 +145,7 @@ def ciea_loss(queries: torch.Tensor, documents: torch.Tensor, comp_queries: torc
         raise ValueError("comp_rows selects a row whose positive document has no image")
 
     contrastive = info_nce(queries, documents, logit_scale, false_negatives=false_negatives,
-                           symmetric=False)
+                           symmetric=False, hard_negatives=hard_negatives)
     rows = rows_mask.nonzero().squeeze(1)
     if rows.numel() == 0:
         complementary = comp_queries[rows].sum() * 0.0  # empty selection: 0, no NaN, in the graph
@@ -155,7 +181,8 @@ def has_content(ids: Iterable[int], special_ids: Iterable[int]) -> bool:
 
 
 def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
-             logit_scale: LogitScaleLike, *, false_negatives: torch.Tensor | None = None) -> torch.Tensor:
+             logit_scale: LogitScaleLike, *, false_negatives: torch.Tensor | None = None,
+             hard_negatives: HardNegatives | None = None) -> torch.Tensor:
     """Generalized Contrastive Learning (Lee et al., NeurIPS 2025), as docs/method.md describes it.
 
     Pair k gives ``image[k]``, ``text[k]``, ``fused[k]`` (each (N, D)); all 3N embeddings are
@@ -166,7 +193,8 @@ def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
     is a negative, same-modality embeddings of other pairs included. Six directions x N
     anchors; the result is the mean of those 6N terms. ``false_negatives`` (N, N) bool, True
     where pair j's document is also relevant to pair i, drops all three of pair j's
-    embeddings from anchor i's negatives.
+    embeddings from anchor i's negatives. ``hard_negatives`` (mined fused documents, training's
+    second stage) are further negatives of every anchor.
     """
     if not (image.shape == text.shape == fused.shape):
         raise ValueError(f"image {tuple(image.shape)}, text {tuple(text.shape)} and fused "
@@ -181,6 +209,8 @@ def gcl_loss(image: torch.Tensor, text: torch.Tensor, fused: torch.Tensor,
         if bool(fn.diagonal().any()):
             raise ValueError("false_negatives marks a diagonal (positive) pair")
         kept = ~fn.repeat(1, 3)
+    if hard_negatives is not None:
+        candidates, kept = hard_negatives.extend(candidates, kept)
     terms = []
     for anchor in range(3):
         for positive in range(3):

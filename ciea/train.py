@@ -16,6 +16,10 @@ queries over the training and dev scenes, as test queries rank the whole corpus)
 - ``dual-gcl``: the same map trained with GCL over (image, query text, fused document).
 - ``ciea``: projector + complementary extractor through the frozen language model,
   L = L_c + lambda * L_comp.
+
+Optionally a second stage (``hard_negative_epochs``, as the reference code's DPR/ANCE stage):
+from the best first-stage head, the top-ranked non-relevant training documents of each text
+query are mined once, and each later batch adds one of them per query to the candidates.
 """
 
 from __future__ import annotations
@@ -40,8 +44,8 @@ from ciea.data.materialise import ensure_corpus_images
 from ciea.data.schema import CORPUS_FILE, Document, load_corpus, load_queries, split_query_files
 from ciea.evaluate import evaluate_run, load_qrels
 from ciea.features import CorpusFeatures, cached_corpus_features
-from ciea.losses import (DEFAULT_LAMBDA, LogitScale, ciea_loss, complementary_query_ids, gcl_loss, has_content,
-                         info_nce)
+from ciea.losses import (DEFAULT_LAMBDA, HardNegatives, LogitScale, ciea_loss, complementary_query_ids, gcl_loss,
+                         has_content, info_nce)
 from ciea.retrievers.alignment import TrainedAlignment
 from ciea.retrievers.ciea import ALIGN_SCALE, CIEAConfig, CIEAHead, encode_documents_with, encode_in_batches
 
@@ -77,6 +81,8 @@ class TrainConfig:
     group_size: int = 8  # pairs drawn together from documents sharing a caption (hard negatives); 1 = random
     align_weight: float = 1.0  # CIEA: weight of the weight map's patch-caption alignment loss
     ciea: dict = field(default_factory=dict)  # CIEA: CIEAConfig overrides (patch_grid, anchor, ...)
+    hard_negative_epochs: int = 0  # second stage: epochs with mined hard negatives (0 = none)
+    hard_negative_pool: int = 10  # mined negatives kept per query; one is drawn per epoch
 
 
 #: CIEA pushes every batch through the language model, so its CPU schedule samples fewer pairs
@@ -292,6 +298,42 @@ def false_negative_mask(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]])
     return mask
 
 
+def mine_hard_negatives(train: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, pool: int,
+                        chunk: int = 1024) -> list[tuple[int, ...]]:
+    """Per pair, the ``pool`` best-scoring training documents that are not relevant to it.
+
+    Text queries only: caption -> image pairs get none (their document is shown without its
+    caption, which the mined full documents are not). Documents whose caption is the query
+    itself are skipped too: a query cannot tell such duplicates apart, so they are not negatives.
+    """
+    texts = [d.text for d in train.documents]
+    mined: list[tuple[int, ...]] = [()] * len(train.pairs)
+    todo = [i for i, p in enumerate(train.pairs) if not p.image_only]
+    for s in range(0, len(todo), chunk):
+        idx = todo[s : s + chunk]
+        order = np.argsort(-(query_vectors[idx] @ doc_vectors.T), axis=1, kind="stable")
+        for i, ranked in zip(idx, order):
+            pair, positives = train.pairs[i], set(train.pairs[i].positives)
+            keep = []
+            for row in ranked:
+                if row not in positives and texts[row] != pair.query:
+                    keep.append(int(row))
+                    if len(keep) == pool:
+                        break
+            mined[i] = tuple(keep)
+    return mined
+
+
+def hard_negative_rows(pairs: Sequence[Pair], batch: Sequence[tuple[int, int]], negatives: Sequence[int | None] | None
+                       ) -> tuple[list[int], torch.Tensor] | None:
+    """The rows of a batch's mined negatives and the (B, H) mask of those relevant to each query."""
+    rows = [r for r in negatives or () if r is not None]
+    if not rows:
+        return None
+    relevant = torch.tensor([[r in pairs[i].positives for r in rows] for i, _ in batch], dtype=torch.bool)
+    return rows, relevant
+
+
 def mean_dev_mrr(devs: Sequence[Split], backbone: Backbone, encode_documents: Callable[[Split], np.ndarray],
                  map_queries: Callable[[np.ndarray], np.ndarray] = lambda q: q) -> float:
     """The mean dev MRR@10 over the dev sets (each corpus and kind weighs the same); logs each.
@@ -354,14 +396,18 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
     query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     text = torch.as_tensor(train.features.text, device=device)
     pooled = torch.as_tensor(train.features.image.pooled, device=device)
+    has_image = torch.as_tensor(train.features.has_image, device=device)
     kind = "dual-fused" if name == "dual-gcl" else name
+
+    def full_documents(features: CorpusFeatures) -> torch.Tensor:
+        """Documents as the index holds them (caption shown, no image side without an image)."""
+        image = head(torch.as_tensor(features.image.pooled, device=device))
+        image = image * torch.as_tensor(features.has_image, device=device)[:, None]
+        return _dual_documents(kind, torch.as_tensor(features.text, device=device), image)
 
     def documents(dev: Split) -> np.ndarray:
         with torch.no_grad():
-            image = head(torch.as_tensor(dev.features.image.pooled, device=device))
-            image = image * torch.as_tensor(dev.features.has_image, device=device)[:, None]
-            docs = _dual_documents(kind, torch.as_tensor(dev.features.text, device=device), image)
-        return docs.float().cpu().numpy()
+            return full_documents(dev.features).float().cpu().numpy()
 
     def queries(q: np.ndarray) -> np.ndarray:
         return _dual_queries(kind, torch.as_tensor(q)).float().numpy()
@@ -369,7 +415,12 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
     def dev_score() -> float:
         return mean_dev_mrr(devs, backbone, documents, queries)
 
-    def step(batch: list[tuple[int, int]]) -> torch.Tensor:
+    def mine() -> list[tuple[int, ...]]:
+        with torch.no_grad():
+            docs = full_documents(train.features).float().cpu().numpy()
+        return mine_hard_negatives(train, queries(train.query_vectors(backbone)), docs, config.hard_negative_pool)
+
+    def step(batch: list[tuple[int, int]], negatives: Sequence[int | None] | None = None) -> torch.Tensor:
         pair_idx = torch.tensor([i for i, _ in batch], device=device)
         rows = torch.tensor([r for _, r in batch], device=device)
         image_only = torch.tensor([train.pairs[i].image_only for i, _ in batch], device=device)
@@ -377,12 +428,19 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
         image = head(pooled[rows])
         q = query_vecs[pair_idx]
         false_negatives = false_negative_mask(train.pairs, batch).to(device)
+        hard = None
+        mined = hard_negative_rows(train.pairs, batch, negatives)
+        if mined:
+            neg = torch.tensor(mined[0], device=device)
+            neg_docs = _dual_documents(kind, text[neg], head(pooled[neg]) * has_image[neg][:, None])
+            hard = HardNegatives(neg_docs, mined[1].to(device))
         if name == "dual-gcl":
-            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(), false_negatives=false_negatives)
+            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(), false_negatives=false_negatives,
+                            hard_negatives=hard)
         docs = _dual_documents(kind, caption, image)
-        return info_nce(_dual_queries(kind, q), docs, scale(), false_negatives=false_negatives)
+        return info_nce(_dual_queries(kind, q), docs, scale(), false_negatives=false_negatives, hard_negatives=hard)
 
-    return _fit(name, head, scale, optimizer, step, dev_score, train, config, rng, progress)
+    return _fit(name, head, scale, optimizer, step, dev_score, train, config, rng, progress, mine)
 
 
 # -- CIEA ---------------------------------------------------------------------------------
@@ -458,7 +516,11 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
         head.train()
         return score
 
-    def step(batch: list[tuple[int, int]]) -> torch.Tensor:
+    def mine() -> list[tuple[int, ...]]:
+        docs = documents(Split("train", train.documents, train.features, train.pairs))
+        return mine_hard_negatives(train, train.query_vectors(backbone), docs, config.hard_negative_pool)
+
+    def step(batch: list[tuple[int, int]], negatives: Sequence[int | None] | None = None) -> torch.Tensor:
         pair_idx = torch.tensor([i for i, _ in batch], device=device)
         rows = [r for _, r in batch]
         image_only = torch.tensor([train.pairs[i].image_only for i, _ in batch], device=device)
@@ -471,22 +533,33 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
             image_sides, _ = encode_documents_with(backbone, head, patches, shown, t, with_caption=False)
         else:
             image_sides = documents
+        hard = None
+        mined = hard_negative_rows(train.pairs, batch, negatives)
+        if mined:
+            neg = mined[0]
+            neg_patches = torch.as_tensor(train.features.image.patches[neg], dtype=torch.float32, device=device)
+            neg_docs, _ = encode_documents_with(backbone, head, neg_patches, [train.documents[r].text for r in neg],
+                                                caption_vecs[neg])
+            hard = HardNegatives(neg_docs, mined[1].to(device))
         out = ciea_loss(query_vecs[pair_idx], documents, comp_vecs[pair_idx], image_sides, scale(),
                         comp_rows=comp_rows, image_columns=torch.ones(len(batch), dtype=torch.bool, device=device),
-                        lam=config.lam, false_negatives=false_negative_mask(train.pairs, batch).to(device))
+                        lam=config.lam, false_negatives=false_negative_mask(train.pairs, batch).to(device),
+                        hard_negatives=hard)
         align = caption_alignment_loss(head, patches, t, [groups[r] for r in rows])
         return out.total + config.align_weight * align
 
     head_dict = asdict(head_config)
-    module, extra, history = _fit("ciea", head, scale, optimizer, step, dev_score, train, config, rng, progress)
+    module, extra, history = _fit("ciea", head, scale, optimizer, step, dev_score, train, config, rng, progress, mine)
     return module, {**extra, "head": head_dict, "gain": float(module.gain.detach())}, history
 
 
 # -- shared loop ---------------------------------------------------------------------------
 def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.optim.Optimizer,
-         step: Callable[[list[tuple[int, int]]], torch.Tensor], dev_score: Callable[[], float], train: Split,
-         config: TrainConfig, rng: random.Random, progress: bool) -> tuple[torch.nn.Module, dict, list[dict]]:
-    """Epochs with dev-set early stopping; returns the best head, facts to save, and history."""
+         step: Callable[..., torch.Tensor], dev_score: Callable[[], float], train: Split,
+         config: TrainConfig, rng: random.Random, progress: bool,
+         mine: Callable[[], list[tuple[int, ...]]] | None = None) -> tuple[torch.nn.Module, dict, list[dict]]:
+    """Epochs with dev-set early stopping, then the optional hard-negative stage from the best
+    head; returns the best head, facts to save, and history. ``max_minutes`` bounds stage 1."""
     device_type = "cuda" if config.device.startswith("cuda") else "cpu"
     use_bf16 = config.bf16 and bf16_available(config.device)
 
@@ -495,43 +568,60 @@ def _fit(name: str, head: torch.nn.Module, scale: LogitScale, optimizer: torch.o
 
     with autocast():
         best = dev_score()
-    best_epoch, stale, history = 0, 0, [{"epoch": 0, "dev_mrr10": best, "loss": None, "seconds": 0.0}]
+    best_epoch, history = 0, [{"epoch": 0, "dev_mrr10": best, "loss": None, "seconds": 0.0}]
     log.info("%s: epoch 0 dev MRR@10 %.4f", name, best)
     best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     row_groups = caption_groups(train.documents)
-    started = time.perf_counter()
+    stages = [(1, config.epochs)] + ([(2, config.hard_negative_epochs)] if config.hard_negative_epochs and mine else [])
+    epoch, started = 0, time.perf_counter()
     try:
-        for epoch in range(1, config.epochs + 1):
-            t0 = time.perf_counter()
-            head.train()
-            losses = []
-            batches = _epoch_batches(train.pairs, config, rng, row_groups)
-            for batch in tqdm(batches, desc=f"{name} epoch {epoch}/{config.epochs}", unit="batch", disable=not progress,
-                              leave=False):
+        for stage, stage_epochs in stages:
+            pool = None
+            if stage == 2:
+                head.load_state_dict(best_state)
+                head.eval()
+                t0 = time.perf_counter()
                 with autocast():
-                    loss = step(batch).float()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scale.clamp_()
-                losses.append(float(loss.detach()))
-            head.eval()
-            with autocast():
-                score = dev_score()
-            seconds = time.perf_counter() - t0
-            history.append({"epoch": epoch, "dev_mrr10": score, "loss": float(np.mean(losses)), "seconds": round(seconds, 1),
-                            "temperature": scale.temperature, "bf16": use_bf16})
-            log.info("%s: epoch %d loss %.4f dev MRR@10 %.4f (%.0fs)", name, epoch, np.mean(losses), score, seconds)
-            if score > best:
-                best, best_epoch, stale = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= config.patience:
+                    pool = mine()
+                log.info("%s: mined hard negatives for %d queries (%.0fs)", name, sum(map(bool, pool)),
+                         time.perf_counter() - t0)
+            stale = 0
+            for _ in range(stage_epochs):
+                epoch += 1
+                t0 = time.perf_counter()
+                head.train()
+                losses = []
+                batches = _epoch_batches(train.pairs, config, rng, row_groups)
+                for batch in tqdm(batches, desc=f"{name} stage {stage} epoch {epoch}", unit="batch",
+                                  disable=not progress, leave=False):
+                    negatives = None if pool is None else [rng.choice(pool[i]) if pool[i] else None for i, _ in batch]
+                    with autocast():
+                        loss = step(batch, negatives).float()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scale.clamp_()
+                    losses.append(float(loss.detach()))
+                head.eval()
+                with autocast():
+                    score = dev_score()
+                seconds = time.perf_counter() - t0
+                history.append({"epoch": epoch, "stage": stage, "dev_mrr10": score, "loss": float(np.mean(losses)),
+                                "seconds": round(seconds, 1), "temperature": scale.temperature, "bf16": use_bf16})
+                log.info("%s: stage %d epoch %d loss %.4f dev MRR@10 %.4f (%.0fs)", name, stage, epoch,
+                         np.mean(losses), score, seconds)
+                if score > best:
+                    best, best_epoch, stale = score, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= config.patience:
+                        break
+                if (stage == 1 and config.max_minutes is not None
+                        and time.perf_counter() - started > 60 * config.max_minutes):
+                    log.info("%s: training-time budget of %.0f min reached after epoch %d", name, config.max_minutes,
+                             epoch)
                     break
-            if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
-                log.info("%s: training-time budget of %.0f min reached after epoch %d", name, config.max_minutes, epoch)
-                break
     except KeyboardInterrupt:  # Ctrl-C keeps the best epoch so far instead of losing the run
         log.warning("%s: interrupted; keeping the best epoch so far (%d)", name, best_epoch)
     head.load_state_dict(best_state)

@@ -201,3 +201,41 @@ def test_dev_queries_rank_training_and_dev_scenes_but_never_test_scenes():
     assert categories <= {"train", "dev"} and "dev" in categories
     assert {corpus.documents[r].category for r in rows} == {"train", "dev"}
     assert len(pairs) > 0.9 * sum(1 for _ in open(corpus.root / "queries_dev.jsonl", encoding="utf-8"))
+
+
+def test_mined_hard_negatives_are_the_best_scoring_non_relevant_documents():
+    from ciea.train import mine_hard_negatives
+
+    docs = [Document("a", "a red ball", "a.png"), Document("b", "A ball.", "b.png"),
+            Document("c", "A cube.", "c.png"), Document("d", "A cone.", "d.png")]
+    features = CorpusFeatures(np.zeros((4, 2), np.float32), ImageFeatures(np.zeros((4, 2), np.float32), np.zeros((4, 1, 2), np.float32)),
+                              np.ones(4, bool))
+    pairs = [Pair("a red ball", (1,), False), Pair("A cube.", (2,), True)]
+    split = Split("tiny", docs, features, pairs)
+    queries = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    # scores for query 0: a 0.9 (its own text: a duplicate, never a negative), b 1.0 (positive),
+    # c 0.5, d 0.7 -> d, then c
+    documents = np.array([[0.9, 0], [1.0, 0], [0.5, 0], [0.7, 0]], np.float32)
+    mined = mine_hard_negatives(split, queries, documents, pool=2)
+    assert mined[0] == (3, 2)
+    assert mined[1] == ()  # caption -> image pairs get none
+    assert mine_hard_negatives(split, queries, documents, pool=1)[0] == (3,)
+
+
+@pytest.mark.parametrize("name", ["dual-fused", "ciea"])
+def test_second_stage_trains_with_mined_negatives_and_keeps_the_best_epoch(bundled, monkeypatch, name):
+    from ciea.losses import HardNegatives
+
+    calls = []
+    extend = HardNegatives.extend
+    monkeypatch.setattr(HardNegatives, "extend", lambda self, *a: calls.append(len(self.documents)) or extend(self, *a))
+    split = synthetic_split(bundled, image_only=False)
+    config = TrainConfig(epochs=2, batch_size=4, lr=1e-2, patience=10, seed=0, hard_negative_epochs=2,
+                         hard_negative_pool=3)
+    if name == "ciea":
+        _, extra, history = train_ciea(bundled, split, [split], config, progress=False)
+    else:
+        _, extra, history = train_alignment(name, bundled, split, [split], config, progress=False)
+    assert [h["stage"] for h in history[1:]] == [1, 1, 2, 2]
+    assert calls and all(n == 4 for n in calls)  # stage 2's batches carried one negative per query
+    assert extra["dev_mrr10"] == max(h["dev_mrr10"] for h in history)

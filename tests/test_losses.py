@@ -9,6 +9,7 @@ import torch
 
 from ciea.losses import (
     CIEALossOutput,
+    HardNegatives,
     LogitScale,
     ciea_loss,
     complementary_query_ids,
@@ -54,6 +55,23 @@ def test_info_nce_two_pairs_matches_hand_computation():
     assert info_nce(q, d, torch.tensor(2.0, dtype=torch.float64)).item() == pytest.approx(
         (q_to_d + d_to_q) / 2, abs=1e-12)
     assert q_to_d != pytest.approx(d_to_q)  # the two directions really differ here
+
+
+def test_hard_negatives_join_the_query_side_only_unless_relevant():
+    # same pairs as above plus one mined negative h=(0.8, 0.6): q.h = [0.8, 0.6]; scale 2.
+    q, d, h = t([[1, 0], [0, 1]]), t([[0.6, 0.8], [0, 1]]), t([[0.8, 0.6]])
+    hard = HardNegatives(h, torch.tensor([[False], [True]]))  # relevant to q2: not its negative
+    q_to_d = (ce(1.2, [0.0, 1.6]) + ce(2.0, [1.6])) / 2
+    assert info_nce(q, d, 2.0, symmetric=False, hard_negatives=hard).item() == pytest.approx(q_to_d, abs=1e-12)
+    d_to_q = (ce(1.2, [1.6]) + ce(2.0, [0.0])) / 2  # document -> query: no negatives added
+    assert info_nce(q, d, 2.0, hard_negatives=hard).item() == pytest.approx((q_to_d + d_to_q) / 2, abs=1e-12)
+    everything_relevant = HardNegatives(h, torch.ones(2, 1, dtype=torch.bool))
+    assert info_nce(q, d, 2.0, hard_negatives=everything_relevant).item() == pytest.approx(
+        info_nce(q, d, 2.0).item(), abs=1e-12)
+    image, text, fused = t(Q3), t(D3), t([(0.0, 0.6, 0.8), (0.8, 0.0, 0.6), (0.6, 0.8, 0.0)])
+    harder = gcl_loss(image, text, fused, 2.0, hard_negatives=HardNegatives(t([(1.0, 0, 0)]),
+                                                                            torch.zeros(3, 1, dtype=torch.bool)))
+    assert harder.item() > gcl_loss(image, text, fused, 2.0).item()  # one more negative for every anchor
 
 
 def test_info_nce_false_negatives_leave_both_denominators():
