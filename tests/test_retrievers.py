@@ -77,7 +77,7 @@ def test_image_query_finds_the_matching_drawing(tiny_built):
 
     service = SearchService(tiny_built)
     state = service.retriever("tiny", "dual-fused")
-    query = state.retriever.encode_image_queries([draw_shape("square", (30, 30, 220))])
+    query = state.retriever.image_queries(service.backbone.encode_images([draw_shape("square", (30, 30, 220))]))
     hits = state.index.search(query, 6)[0]
     images = [h.doc_id for h in hits]
     assert images.index("shapes/blue-square.png") < images.index("animals/frog.png")

@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from ciea.backbones import Backbone, ImageFeatures
 from ciea.data.schema import Corpus
@@ -53,10 +52,6 @@ class Retriever(ABC):
     @abstractmethod
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         """(N, dim) document vectors in corpus order."""
-
-    def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(Q, dim) query vectors for images (retrievers with ``supports_image_queries``)."""
-        return self.image_queries(self.backbone.encode_images(list(images)))
 
     def image_queries(self, features: ImageFeatures) -> np.ndarray:
         """Query vectors from the backbone's image features (shared across retrievers, like
