@@ -56,6 +56,11 @@ def unavailable_notice(name: str, reason: str) -> str:
     return f"{name} is unavailable: {reason}"
 
 
+def retriever_title(name: str) -> str:
+    """The short UI label of retriever ``name`` (its class says it; unknown names stay as they are)."""
+    return REGISTRY[name].title if name in REGISTRY else name
+
+
 def geometry_hint(corpus: str, retriever: str) -> str:
     """How to build a retriever's geometry artefacts (report, UMAP, clouds)."""
     return f"Build them with: python -m ciea geometry --corpus {corpus} --retriever {retriever}"
@@ -232,6 +237,10 @@ class SearchService:
                               (PROJECT_ROOT, ".")):
             reason = reason.replace(str(folder.resolve()), label).replace(str(folder), label)
         return reason
+
+    def retriever_titles(self) -> dict[str, str]:
+        """Every registered retriever's name and short UI label, in registry order."""
+        return {name: retriever_title(name) for name in REGISTRY}
 
     def retrievers(self, corpus: str) -> list[str]:
         """Names of the retrievers that can answer on ``corpus``."""

@@ -201,3 +201,28 @@ def test_dev_queries_rank_training_and_dev_scenes_but_never_test_scenes():
     assert categories <= {"train", "dev"} and "dev" in categories
     assert {corpus.documents[r].category for r in rows} == {"train", "dev"}
     assert len(pairs) > 0.9 * sum(1 for _ in open(corpus.root / "queries_dev.jsonl", encoding="utf-8"))
+
+
+def test_dev_selection_scores_like_before_through_the_shared_evaluator():
+    """Training's dev MRR@10 comes from ciea/evaluate.py's Evaluator and equals the earlier
+    hand-built run (top 10 by score, then ranx) on a split without tied scores."""
+    from ciea.evaluate import evaluate_run
+    from ciea.train import dev_mrr
+
+    rng = np.random.default_rng(3)
+    docs = [Document(f"doc{i}", f"caption {i}", None) for i in range(40)]
+    pairs = [Pair(f"query {i}", tuple(sorted({int(rng.integers(40)), int(rng.integers(40))})), False)
+             for i in range(25)]
+    dev = Split("dev", docs, None, pairs)
+    queries, documents = rng.normal(size=(25, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+
+    scores = queries @ documents.T
+    top = np.argsort(-scores, axis=1)[:, :10]
+    ids = [d.doc_id for d in docs]
+    run = {str(i): {ids[j]: float(scores[i, j]) for j in row} for i, row in enumerate(top)}
+    qrels = {str(i): {ids[r]: 1 for r in p.positives} for i, p in enumerate(pairs)}
+    before = evaluate_run(qrels, run, ["mrr@10"])["mrr@10"]
+    by_hand = np.mean([next((1 / (rank + 1) for rank, j in enumerate(row) if j in p.positives), 0.0)
+                       for row, p in zip(top, pairs)])
+    assert dev_mrr(dev, queries, documents) == before == round(float(by_hand), 4)
+    assert 0 < before < 1

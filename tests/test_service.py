@@ -24,6 +24,12 @@ def test_search_returns_k_ranked_rows_per_retriever(tiny_built):
         assert rows[0].doc_id == "shapes/red-circle.png" and rows[0].image.is_file()
 
 
+def test_the_service_names_every_retriever_with_its_class_title(tiny_built):
+    titles = SearchService(tiny_built).retriever_titles()
+    assert titles == {name: cls.title for name, cls in REGISTRY.items()}
+    assert titles["text-dense"] == "Text only (captions)"
+
+
 def test_input_errors(tiny_built):
     service = SearchService(tiny_built)
     for kwargs, message in [

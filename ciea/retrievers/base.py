@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ciea.backbones import Backbone, ImageFeatures
+from ciea.config import Settings
 from ciea.data.schema import Corpus
 from ciea.features import CorpusFeatures
 
@@ -23,8 +24,12 @@ class Retriever(ABC):
     name: str
     title: str  # short UI label
     supports_image_queries: bool = False
+    #: Has heads that ``python -m ciea train --retriever NAME`` trains (and a checkpoint to load).
+    trainable: bool = False
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, settings: Settings | None = None) -> None:
+        """Every retriever is made as ``cls(backbone, settings=...)``; ``settings`` says where
+        trained ones find their checkpoint."""
         self.backbone = backbone
 
     @property

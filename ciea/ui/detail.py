@@ -16,11 +16,10 @@ import gradio as gr
 import plotly.graph_objects as go
 from PIL import Image
 
-from ciea.service import SearchService
+from ciea.service import SearchService, retriever_title
 from ciea.ui.common import guarded
 from ciea.ui.heatmap import heat_map
 from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
-from ciea.ui.results import retriever_title
 
 log = logging.getLogger("ciea.app")
 #: Wide enough for the image and its map, narrow enough to leave the results readable.
