@@ -24,7 +24,6 @@ import gradio as gr
 
 from ciea.config import Settings
 from ciea.images import MAX_UPLOAD_BYTES
-from ciea.retrievers import REGISTRY
 from ciea.service import SearchService
 from ciea.ui.about import about_markdown, towers_markdown
 from ciea.ui.benchmark_tab import BenchmarkActions, build_benchmark_tab
@@ -83,9 +82,8 @@ def build_demo(service: SearchService) -> gr.Blocks:
             ready = service.retrievers(corpus)
             unavailable = service.unavailable(corpus)
             towers = towers_of(service, corpus, ready)
-            titles = {n: cls.title for n, cls in REGISTRY.items()}
-            about = about_markdown(towers_markdown(service.backbone.spec, towers, titles, unavailable,
-                                                   service.alignments(corpus)))
+            about = about_markdown(towers_markdown(service.backbone.spec, towers, service.retriever_titles(),
+                                                   unavailable, service.alignments(corpus)))
             return (gr.CheckboxGroup(choices=retriever_choices(ready), value=ready),
                     availability_html(unavailable),
                     gr.Dropdown(choices=retriever_choices(ready), value=default_retriever(ready, geo_retriever)),

@@ -7,10 +7,14 @@ Optionally a short soak (``benchmarks.soak.run_soak``) against the same process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -18,6 +22,20 @@ from typing import Any, Self
 from benchmarks.stats import Figure, figure, target, time_calls
 
 log = logging.getLogger(__name__)
+HOG = "while True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_cores(n: int) -> Iterator[None]:
+    """``n`` busy-loop processes, each holding a core, for the duration of the block."""
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.terminate()
+        for hog in hogs:
+            hog.wait(timeout=10)
 K = 10
 FIRST_ANSWER_TIMEOUT_S = 300
 
@@ -210,8 +228,6 @@ def run(config: AppConfig) -> dict[str, Any]:
     figures: list[Figure] = []
     soak = None
     retrievers: dict[str, list[str]] = {}
-    from benchmarks.bench_contention import busy_cores
-
     for v, (label, env, count, hogs) in enumerate(config.variants):
         launches = []
         for i in range(count):

@@ -9,11 +9,14 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.stats import meets
 
-SECTIONS = ("query", "contention", "app", "build", "geometry", "scale", "browser")
+SECTIONS = ("query", "app", "scale", "browser")
+#: Finished studies whose code is gone live on below this heading; a regenerated file keeps them.
+HISTORICAL_HEADING = "## Historical studies (code removed; figures from the commit named)"
 FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
 #: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
 #: "before" tags name the settings the project shipped until the profile below changed them.
@@ -361,7 +364,7 @@ PREFACE = """## What the profile showed, and what changed
 1. **OpenMP threads spin on a shared CPU.** torch and FAISS used every core (2 here) for every query.
    When another process holds a core, each of the many small parallel regions of a one-query MiniLM
    forward waits for a descheduled, spinning thread. On an idle machine two threads are somewhat faster;
-   with one core busy they are many times slower (the contention section holds a core on purpose).
+   with one core busy they are many times slower (the historical contention study held a core on purpose).
    **Changed:** the search service now runs one torch/FAISS thread per process (`SERVING_THREADS` in
    `ciea/config.py`; a query is tiny and concurrency comes from Gradio's workers). With one thread there
    is no OpenMP worker left to spin, so `OMP_WAIT_POLICY` no longer matters. Build and training keep
@@ -375,19 +378,29 @@ PREFACE = """## What the profile showed, and what changed
    floor that a browser (push events) does not; the plain HTTP + SSE rows show the server-side cost.
 4. **POT's sliced W2 is general-purpose.** For two equal-size uniform samples the 1-D optimal coupling is
    the sorted order, so sorting the projections gives the same value (to rounding) several times faster
-   (geometry section, `sorted projections` row).
+   (historical geometry study, `sorted projections` row).
 5. **Index type by size.** Exact `Flat` search is the default and stays right for the shipped corpora
    (about 3,000 vectors); the scale section says where it stops meeting 5 ms and which approximate index
    and setting to use beyond (the rule is under its table; the choices are in the closing note).
 """
 
 
-def render(results: dict[str, Any]) -> str:
-    """The whole BENCHMARKS.md."""
+def historical(path: Path) -> str:
+    """The historical studies of an existing BENCHMARKS.md (from ``HISTORICAL_HEADING`` on), or ""."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = text.find(HISTORICAL_HEADING)
+    return text[at:] if at >= 0 else ""
+
+
+def render(results: dict[str, Any], history: str = "") -> str:
+    """The whole BENCHMARKS.md; ``history`` (see ``historical``) is kept at its end."""
     parts = [header(results.get("meta", {})), "", PREFACE]
     sections = results.get("sections", {})
     for key in SECTIONS:
         if key in sections:
             parts += [section_markdown(key, sections[key]), ""]
-    parts += [comparison_markdown(results), closing_note(results)]
+    parts += [comparison_markdown(results), closing_note(results), history]
     return "\n".join(parts).rstrip() + "\n"

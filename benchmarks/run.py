@@ -4,12 +4,12 @@
     python -m benchmarks.run                  # the full run: waits for a quiet machine, rewrites BENCHMARKS.md
     python -m benchmarks.run --only query,scale --quick
 
-Sections: query (in-process query path per retriever, thread experiment, open_clip peer), contention
-(thread settings with one core held by a busy loop), app
-(cold start, peak RSS, /search end to end through gradio_client, a short soak), build (tower
-throughput, index rebuild into a temporary folder, optional GPU rows), geometry (exact and sliced
-W2, UMAP), scale (synthetic 1e5 / 1e6 corpora: Flat, HNSW, IVF variants, numpy). The JSON goes to
-stdout (and ``--json``); progress goes to stderr.
+Sections: query (in-process query path per retriever, thread experiment, open_clip peer), app
+(cold start, peak RSS, /search end to end through gradio_client, a short soak), scale (synthetic
+1e5 / 1e6 corpora: Flat, HNSW, IVF variants, numpy), browser (headless Chromium). Finished studies
+(thread contention, build throughput, geometry timings) are prose and tables at the end of
+BENCHMARKS.md, kept when it is rewritten. The JSON goes to stdout (and ``--json``); progress goes
+to stderr.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if md == "-":
         sys.stderr.write(report.render(results))
     elif md != "none":
-        Path(md).write_text(report.render(results), encoding="utf-8")
+        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD)), encoding="utf-8")
         log.info("wrote %s", md)
     return 0
 

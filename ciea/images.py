@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ciea.compat import pillow_opener
 from ciea.validation import InputError
 
 #: Images above this many pixels are refused from their header, before decoding.
@@ -131,11 +132,10 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
 
     Used when Pillow itself refuses a bomb at open time and so never hands back the size.
     """
-    Image.init()
     prefix = data[:16]
     for fmt in ALLOWED_FORMATS:
         try:
-            factory, accept = Image.OPEN[fmt]
+            factory, accept = pillow_opener(fmt)
             claim = accept(prefix) if accept is not None else True
             if claim and not isinstance(claim, str):  # a str is Pillow's "almost, but no"
                 return factory(io.BytesIO(data), None).size

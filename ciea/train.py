@@ -41,13 +41,15 @@ from ciea.backbones import Backbone, load_backbone
 from ciea.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ciea.config import Settings
 from ciea.data.materialise import ensure_corpus_images
-from ciea.data.schema import CORPUS_FILE, Document, load_corpus, load_queries, split_query_files
-from ciea.evaluate import evaluate_run, load_qrels
+from ciea.data.schema import CORPUS_FILE, Document, Query, load_corpus
+from ciea.evaluate import Evaluator, QuerySet
 from ciea.features import CorpusFeatures, cached_corpus_features
 from ciea.losses import (DEFAULT_LAMBDA, HardNegatives, LogitScale, ciea_loss, complementary_query_ids, gcl_loss,
                          has_content, info_nce)
+from ciea.retrievers import REGISTRY, TRAINABLE
 from ciea.retrievers.alignment import TrainedAlignment
 from ciea.retrievers.ciea import ALIGN_SCALE, CIEAConfig, CIEAHead, encode_documents_with, encode_in_batches
+from ciea.retrievers.dual import DualEncoderRetriever
 
 log = logging.getLogger(__name__)
 TRAIN_SPLIT, DEV_SPLIT = "train", "dev"
@@ -152,13 +154,13 @@ def _split_pairs(corpus, split: str, rows: np.ndarray) -> list[Pair] | None:
     Qrels may name documents anywhere; only positives among ``rows`` are kept (as positions
     in ``rows``), and queries left without one are dropped.
     """
-    queries_path, qrels_path = split_query_files(corpus.root, split)
-    if not (queries_path.is_file() and qrels_path.is_file()):
+    shipped = QuerySet.shipped(corpus.root, split)
+    if shipped is None:
         return None
     local = {corpus.documents[r].doc_id: j for j, r in enumerate(rows)}
-    qrels = load_qrels(qrels_path)
+    queries, qrels = shipped
     pairs = []
-    for q in load_queries(queries_path):
+    for q in queries:
         pos = tuple(sorted(local[d] for d, rel in qrels.get(q.qid, {}).items() if rel > 0 and d in local))
         if pos:
             pairs.append(Pair(q.text, pos, image_only=False, kind=q.kind))
@@ -352,13 +354,12 @@ def mean_dev_mrr(devs: Sequence[Split], backbone: Backbone, encode_documents: Ca
 
 
 def dev_mrr(dev: Split, query_vectors: np.ndarray, doc_vectors: np.ndarray, k: int = 10) -> float:
-    """MRR@10 of the dev queries over ``dev.documents`` (exact search)."""
-    scores = query_vectors @ doc_vectors.T
-    top = np.argsort(-scores, axis=1)[:, :k]
+    """MRR@10 of the dev queries over ``dev.documents`` (exact search), by the evaluator that
+    scores every run (ciea/evaluate.py), so ties are ordered as everywhere else."""
     ids = [d.doc_id for d in dev.documents]
-    run = {str(i): {ids[j]: float(scores[i, j]) for j in row} for i, row in enumerate(top)}
+    queries = [Query(str(i), p.query) for i, p in enumerate(dev.pairs)]
     qrels = {str(i): {ids[r]: 1 for r in p.positives} for i, p in enumerate(dev.pairs)}
-    return evaluate_run(qrels, run, ["mrr@10"])["mrr@10"]
+    return Evaluator(queries, qrels, ["mrr@10"], k).score_matrix(query_vectors @ doc_vectors.T, ids)["all"]["mrr@10"]
 
 
 def _setup(make_head: Callable[[], torch.nn.Module], config: TrainConfig, initial_state: dict | None
@@ -377,16 +378,6 @@ def _setup(make_head: Callable[[], torch.nn.Module], config: TrainConfig, initia
 
 
 # -- dual-encoder alignments ---------------------------------------------------------------
-def _dual_documents(kind: str, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    if kind == "dual-split":
-        return torch.cat([text, image], dim=1) / np.sqrt(2.0)
-    return F.normalize(text + image, dim=-1)
-
-
-def _dual_queries(kind: str, q: torch.Tensor) -> torch.Tensor:
-    return torch.cat([q, q], dim=1) / np.sqrt(2.0) if kind == "dual-split" else q
-
-
 def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[Split], config: TrainConfig,
                     progress: bool = True, initial_state: dict | None = None
                     ) -> tuple[torch.nn.Module, dict, list[dict]]:
@@ -397,20 +388,20 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
     text = torch.as_tensor(train.features.text, device=device)
     pooled = torch.as_tensor(train.features.image.pooled, device=device)
     has_image = torch.as_tensor(train.features.has_image, device=device)
-    kind = "dual-fused" if name == "dual-gcl" else name
+    form = REGISTRY[name]  # the retriever class's query and document formulas (ciea/retrievers/dual.py)
 
     def full_documents(features: CorpusFeatures) -> torch.Tensor:
         """Documents as the index holds them (caption shown, no image side without an image)."""
         image = head(torch.as_tensor(features.image.pooled, device=device))
         image = image * torch.as_tensor(features.has_image, device=device)[:, None]
-        return _dual_documents(kind, torch.as_tensor(features.text, device=device), image)
+        return form.document_form(torch.as_tensor(features.text, device=device), image)
 
     def documents(dev: Split) -> np.ndarray:
         with torch.no_grad():
             return full_documents(dev.features).float().cpu().numpy()
 
     def queries(q: np.ndarray) -> np.ndarray:
-        return _dual_queries(kind, torch.as_tensor(q)).float().numpy()
+        return form.query_form(torch.as_tensor(q)).float().numpy()
 
     def dev_score() -> float:
         return mean_dev_mrr(devs, backbone, documents, queries)
@@ -432,13 +423,13 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
         mined = hard_negative_rows(train.pairs, batch, negatives)
         if mined:
             neg = torch.tensor(mined[0], device=device)
-            neg_docs = _dual_documents(kind, text[neg], head(pooled[neg]) * has_image[neg][:, None])
+            neg_docs = form.document_form(text[neg], head(pooled[neg]) * has_image[neg][:, None])
             hard = HardNegatives(neg_docs, mined[1].to(device))
         if name == "dual-gcl":
-            return gcl_loss(image, q, F.normalize(caption + image, dim=-1), scale(), false_negatives=false_negatives,
+            return gcl_loss(image, q, form.document_form(caption, image), scale(), false_negatives=false_negatives,
                             hard_negatives=hard)
-        docs = _dual_documents(kind, caption, image)
-        return info_nce(_dual_queries(kind, q), docs, scale(), false_negatives=false_negatives, hard_negatives=hard)
+        return info_nce(form.query_form(q), form.document_form(caption, image), scale(),
+                        false_negatives=false_negatives, hard_negatives=hard)
 
     return _fit(name, head, scale, optimizer, step, dev_score, train, config, rng, progress, mine)
 
@@ -641,10 +632,10 @@ def train_retriever(name: str, settings: Settings, config: TrainConfig | None = 
     start = time.perf_counter()
     if name == "ciea":
         head, extra, history = train_ciea(backbone, train, devs, config, progress, initial)
-    elif name in ("dual-split", "dual-fused", "dual-gcl"):
+    elif issubclass(REGISTRY.get(name, object), DualEncoderRetriever):
         head, extra, history = train_alignment(name, backbone, train, devs, config, progress, initial)
     else:
-        raise ValueError(f"{name} has nothing to train; trainable: ciea, dual-split, dual-fused, dual-gcl")
+        raise ValueError(f"{name} has nothing to train; trainable: {', '.join(TRAINABLE)}")
     seconds = time.perf_counter() - start
     if previous:  # a resumed run keeps the earlier runs' history and time
         extra["resumed_from"] = previous.sha256

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from benchmarks import report
-from benchmarks.bench_geometry import sorted_sliced_w2
 from benchmarks.bench_scale import (
     ScaleRow,
     choose_default,
@@ -187,7 +186,7 @@ def test_numpy_search_returns_top_k_by_dot_product():
     assert numpy_search(data, np.array([1.0, 0.0], np.float32), k=2).tolist() == [0, 2]
 
 
-def test_sorted_sliced_w2_of_a_translated_cloud_is_the_projected_shift():
+def test_sliced_w2_of_a_translated_cloud_is_the_projected_shift():
     """For Y = X + c every projection moves by theta.c, so SW2 = sqrt(mean_theta (theta.c)^2)."""
     import ot
 
@@ -196,7 +195,6 @@ def test_sorted_sliced_w2_of_a_translated_cloud_is_the_projected_shift():
     c = np.arange(8, dtype=np.float64) / 10
     theta = ot.sliced.get_random_projections(8, 64, 3)
     expected = math.sqrt(np.mean((c @ theta) ** 2))
-    assert sorted_sliced_w2(x, x + c, n_projections=64, seed=3) == pytest.approx(expected, rel=1e-12)
     from ciea.geometry import sliced_wasserstein
 
     assert sliced_wasserstein(x, x + c, n_projections=64, seed=3) == pytest.approx(expected, rel=1e-9)
@@ -209,3 +207,21 @@ def test_soak_summary_lists_latency_per_kind():
     md = "\n".join(report.soak_markdown(soak))
     assert "| image | 2 | 1.50 | 2.50 | 2.50 |" in md and "zero errors: met" in md
     assert report.soak_kind_table({"requests": 1}) == []
+
+
+def test_a_rewritten_file_keeps_the_historical_studies(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    assert report.historical(path) == ""  # no file yet
+    history = f"{report.HISTORICAL_HEADING}\n\n### Geometry\n\n| exact W2 | 0.083 s |\n"
+    path.write_text("# Benchmarks\n\nold generated part\n\n" + history, encoding="utf-8")
+    assert report.historical(path) == history
+    md = report.render(results_fixture(load=1.2), report.historical(path))
+    assert md.endswith(history) and "old generated part" not in md and md.count(report.HISTORICAL_HEADING) == 1
+
+
+def test_the_shipped_file_marks_every_removed_study_historical():
+    from benchmarks.run import BENCHMARKS_MD
+
+    history = report.historical(BENCHMARKS_MD)
+    for study in ("Thread settings under CPU contention", "Build throughput and index rebuild", "Geometry"):
+        assert f"### {study}\n\n*Historical: measured on" in history

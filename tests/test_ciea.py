@@ -208,8 +208,8 @@ def test_mined_hard_negatives_are_the_best_scoring_non_relevant_documents():
 
     docs = [Document("a", "a red ball", "a.png"), Document("b", "A ball.", "b.png"),
             Document("c", "A cube.", "c.png"), Document("d", "A cone.", "d.png")]
-    features = CorpusFeatures(np.zeros((4, 2), np.float32), ImageFeatures(np.zeros((4, 2), np.float32), np.zeros((4, 1, 2), np.float32)),
-                              np.ones(4, bool))
+    empty = np.zeros((4, 2), np.float32)
+    features = CorpusFeatures(empty, ImageFeatures(empty, empty[:, None]), np.ones(4, bool))
     pairs = [Pair("a red ball", (1,), False), Pair("A cube.", (2,), True)]
     split = Split("tiny", docs, features, pairs)
     queries = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
@@ -239,3 +239,28 @@ def test_second_stage_trains_with_mined_negatives_and_keeps_the_best_epoch(bundl
     assert [h["stage"] for h in history[1:]] == [1, 1, 2, 2]
     assert calls and all(n == 4 for n in calls)  # stage 2's batches carried one negative per query
     assert extra["dev_mrr10"] == max(h["dev_mrr10"] for h in history)
+
+
+def test_dev_selection_scores_like_before_through_the_shared_evaluator():
+    """Training's dev MRR@10 comes from ciea/evaluate.py's Evaluator and equals the earlier
+    hand-built run (top 10 by score, then ranx) on a split without tied scores."""
+    from ciea.evaluate import evaluate_run
+    from ciea.train import dev_mrr
+
+    rng = np.random.default_rng(3)
+    docs = [Document(f"doc{i}", f"caption {i}", None) for i in range(40)]
+    pairs = [Pair(f"query {i}", tuple(sorted({int(rng.integers(40)), int(rng.integers(40))})), False)
+             for i in range(25)]
+    dev = Split("dev", docs, None, pairs)
+    queries, documents = rng.normal(size=(25, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+
+    scores = queries @ documents.T
+    top = np.argsort(-scores, axis=1)[:, :10]
+    ids = [d.doc_id for d in docs]
+    run = {str(i): {ids[j]: float(scores[i, j]) for j in row} for i, row in enumerate(top)}
+    qrels = {str(i): {ids[r]: 1 for r in p.positives} for i, p in enumerate(pairs)}
+    before = evaluate_run(qrels, run, ["mrr@10"])["mrr@10"]
+    by_hand = np.mean([next((1 / (rank + 1) for rank, j in enumerate(row) if j in p.positives), 0.0)
+                       for row, p in zip(top, pairs)])
+    assert dev_mrr(dev, queries, documents) == before == round(float(by_hand), 4)
+    assert 0 < before < 1

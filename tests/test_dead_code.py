@@ -9,12 +9,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = [*ROOT.glob("ciea/**/*.py"), ROOT / "app.py", *ROOT.glob("benchmarks/**/*.py")]
-#: Unused, in files whose owners will remove them (path: names); drop an entry once it is gone.
-PENDING = {
-    "ciea/ui/zerogpu.py": {"zerogpu_active"},
-    "ciea/data/scenes.py": {"name_tokens", "load_scene_queries", "load_scene_qrels"},
-    "ciea/retrievers/base.py": {"encode_image_queries"},
-}
 
 
 def definitions(path: Path):
@@ -30,5 +24,4 @@ def test_no_product_code_is_used_only_by_tests():
         for name in definitions(path):
             if len(re.findall(rf"\b{re.escape(name)}\b", text)) <= 1:  # its own definition only
                 unused.setdefault(str(path.relative_to(ROOT)), set()).add(name)
-    assert {path: names - PENDING.get(path, set()) for path, names in unused.items()
-            if names - PENDING.get(path, set())} == {}
+    assert unused == {}

@@ -58,6 +58,39 @@ def test_fused_vector_is_the_normalised_sum(bundled):
     np.testing.assert_allclose(fused.encode_documents(None, features), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["dual-split", "dual-fused", "dual-gcl"])
+def test_training_and_indexing_share_one_formula(name, bundled):
+    """The torch forms training differentiates are the numpy forms indexing and queries use."""
+    import torch
+
+    from ciea.config import Settings
+    from ciea.retrievers import REGISTRY
+    from ciea.retrievers.alignment import TrainedAlignment
+
+    features = fake_features(bundled)
+    cls = REGISTRY[name]
+    retriever = cls(bundled, alignment=TrainedAlignment.for_backbone(bundled).eval(), settings=Settings())
+    text, image = retriever.document_parts(features)
+    trained = cls.document_form(torch.as_tensor(text), torch.as_tensor(image))
+    assert isinstance(trained, torch.Tensor)
+    np.testing.assert_allclose(trained.numpy(), retriever.encode_documents(None, features), atol=1e-6)
+    q = bundled.encode_text(["a red ball"])
+    np.testing.assert_allclose(cls.query_form(torch.as_tensor(q)).numpy(), retriever.text_queries(q), atol=1e-6)
+
+
+def test_the_classes_say_what_is_trainable_and_every_class_takes_one_signature(bundled, tmp_path):
+    from ciea.config import Settings
+    from ciea.retrievers import REGISTRY, TRAINABLE
+
+    assert TRAINABLE == ("dual-split", "dual-fused", "dual-gcl", "ciea")
+    assert [n for n, cls in REGISTRY.items() if not cls.trainable] == ["text-dense"]
+    settings = Settings(checkpoints_dir=tmp_path)  # no checkpoints: the untrained dual encoders still build
+    for name in ("text-dense", "dual-split", "dual-fused"):
+        assert create_retriever(name, bundled, settings).checkpoint_sha256 is None
+    with pytest.raises(ValueError, match="train"):  # these need their checkpoint
+        create_retriever("ciea", bundled, settings)
+
+
 def test_registry_names_and_unknown_name(bundled):
     assert retriever_names()[:3] == ["text-dense", "dual-split", "dual-fused"]
     with pytest.raises(UnknownRetrieverError, match="Known: text-dense"):
@@ -77,7 +110,7 @@ def test_image_query_finds_the_matching_drawing(tiny_built):
 
     service = SearchService(tiny_built)
     state = service.retriever("tiny", "dual-fused")
-    query = state.retriever.encode_image_queries([draw_shape("square", (30, 30, 220))])
+    query = state.retriever.image_queries(service.backbone.encode_images([draw_shape("square", (30, 30, 220))]))
     hits = state.index.search(query, 6)[0]
     images = [h.doc_id for h in hits]
     assert images.index("shapes/blue-square.png") < images.index("animals/frog.png")

@@ -24,6 +24,12 @@ def test_search_returns_k_ranked_rows_per_retriever(tiny_built):
         assert rows[0].doc_id == "shapes/red-circle.png" and rows[0].image.is_file()
 
 
+def test_the_service_names_every_retriever_with_its_class_title(tiny_built):
+    titles = SearchService(tiny_built).retriever_titles()
+    assert titles == {name: cls.title for name, cls in REGISTRY.items()}
+    assert titles["text-dense"] == "Text only (captions)"
+
+
 def test_input_errors(tiny_built):
     service = SearchService(tiny_built)
     for kwargs, message in [
@@ -108,3 +114,56 @@ def test_captions_query_set_on_any_corpus_and_unknown_splits_refused(tiny_built)
     assert len(queries) == 6 and all(qrels[q.qid] == {q.qid: 1} for q in queries)
     with pytest.raises(InputError, match="No query set 'nope'.*captions"):
         service.query_set("tiny", "nope")
+
+
+def test_a_memo_makes_each_value_once_under_a_hammering_from_threads():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ciea.memo import Memo
+
+    memo, made, lock = Memo(maxsize=8), [], threading.Lock()
+
+    def make(key):
+        def run():
+            with lock:
+                made.append(key)
+            time.sleep(0.01)  # slow enough that other threads ask while it is being made
+            return object()
+        return run
+
+    def worker(i):
+        key = i % 4
+        return key, memo.get(key, make(key))
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(worker, range(400)))
+    assert sorted(made) == [0, 1, 2, 3]  # once per key, however many threads asked at once
+    for key in range(4):
+        assert len({id(value) for k, value in answers if k == key}) == 1
+    for key in range(4, 20):  # least recently used entries leave beyond maxsize
+        memo.get(key, lambda: key)
+    assert len(memo) == 8 and 19 in memo and 0 not in memo
+    with pytest.raises(ZeroDivisionError):  # a failure is not cached; the next caller makes it again
+        memo.get("bad", lambda: 1 / 0)
+    assert memo.get("bad", lambda: "fixed") == "fixed"
+
+
+def test_threads_asking_at_once_share_one_load_of_each_cache(tiny_built, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ciea.catalogue import Catalogue
+
+    service = SearchService(tiny_built)
+    loads = []
+    load_state = Catalogue._load_state
+    monkeypatch.setattr(Catalogue, "_load_state", lambda self, corpus, name: loads.append(name) or
+                        load_state(self, corpus, name))
+    with ThreadPoolExecutor(8) as pool:
+        states = list(pool.map(lambda _: service.states("tiny"), range(32)))
+        tables = list(pool.map(lambda _: service.relevance_table("tiny"), range(32)))
+        vectors = list(pool.map(lambda _: service._query_vector("tiny", "text-dense", "a red ball"), range(32)))
+    assert sorted(loads) == sorted(REGISTRY)
+    assert all(s is states[0] for s in states) and all(t is tables[0] for t in tables)
+    assert all((v == vectors[0]).all() for v in vectors)

@@ -61,7 +61,7 @@ from typing import Iterable, Mapping, Sequence
 from PIL import Image
 from tqdm import tqdm
 
-from ciea.data.schema import (Corpus, CorpusError, Document, Query, load_queries, read_jsonl,
+from ciea.data.schema import (Corpus, CorpusError, Document, Query, read_jsonl,
                               split_query_files, write_jsonl)
 
 SPLITS = ("train", "dev", "test")
@@ -247,11 +247,6 @@ def object_name(description: str, max_words: int = MAX_NAME_WORDS) -> tuple[str,
     if not words or re.search(r"[\d.?!;:()]", name) or _FUNCTION_WORDS.intersection(words):
         return None
     return name, match.group(1).lower()
-
-
-def name_tokens(text: str) -> set[str]:
-    """Group keys of the words of ``text`` (used to check what a caption mentions)."""
-    return {_token_key(w) for w in re.findall(r"[A-Za-z][A-Za-z'-]*", _STRIP_CHARS.sub("", text))}
 
 
 def select_objects(stamps: Sequence[Document], max_words: int = MAX_NAME_WORDS) -> list[SceneObject]:
@@ -581,22 +576,6 @@ def load_layouts(out_dir: Path) -> list[SceneLayout]:
     if not path.is_file():
         raise CorpusError(f"No scene layouts at {path}; run build_scenes first.")
     return [SceneLayout.from_json(o) for _, o in read_jsonl(path)]
-
-
-def load_scene_queries(out_dir: Path, split: str) -> list[SceneQuery]:
-    """Read ``out_dir/queries_<split>.jsonl`` with the query kind."""
-    path = split_query_files(out_dir, split)[0]
-    if not path.is_file():
-        raise CorpusError(f"No scene queries at {path}.")
-    return load_queries(path)
-
-
-def load_scene_qrels(out_dir: Path, split: str) -> dict[str, dict[str, int]]:
-    """Read ``out_dir/qrels_<split>.json`` ({qid: {doc_id: 1}})."""
-    path = split_query_files(out_dir, split)[1]
-    if not path.is_file():
-        raise CorpusError(f"No scene qrels at {path}.")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- rendering

@@ -13,8 +13,8 @@ REGISTRY: dict[str, type[Retriever]] = {
     cls.name: cls
     for cls in (TextDenseRetriever, DualSplitRetriever, DualFusedRetriever, DualGCLRetriever, CIEARetriever)
 }
-#: Retrievers with trainable heads (``python -m ciea train --retriever NAME``).
-TRAINABLE = ("dual-split", "dual-fused", "dual-gcl", "ciea")
+#: Retrievers with trainable heads (``python -m ciea train --retriever NAME``), as the classes say.
+TRAINABLE = tuple(name for name, cls in REGISTRY.items() if cls.trainable)
 
 
 class UnknownRetrieverError(KeyError):
@@ -35,7 +35,7 @@ def create_retriever(name: str, backbone: Backbone, settings: Settings | None = 
         cls = REGISTRY[name]
     except KeyError:
         raise UnknownRetrieverError(name) from None
-    return cls(backbone) if cls is TextDenseRetriever else cls(backbone, settings=settings)
+    return cls(backbone, settings=settings)
 
 
 __all__ = ["REGISTRY", "TRAINABLE", "Retriever", "UnknownRetrieverError", "create_retriever", "retriever_names"]

@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from ciea.backbones import Backbone, ImageFeatures
+from ciea.config import Settings
 from ciea.data.schema import Corpus
 from ciea.features import CorpusFeatures
 
@@ -24,8 +24,12 @@ class Retriever(ABC):
     name: str
     title: str  # short UI label
     supports_image_queries: bool = False
+    #: Has heads that ``python -m ciea train --retriever NAME`` trains (and a checkpoint to load).
+    trainable: bool = False
 
-    def __init__(self, backbone: Backbone) -> None:
+    def __init__(self, backbone: Backbone, settings: Settings | None = None) -> None:
+        """Every retriever is made as ``cls(backbone, settings=...)``; ``settings`` says where
+        trained ones find their checkpoint."""
         self.backbone = backbone
 
     @property
@@ -53,10 +57,6 @@ class Retriever(ABC):
     @abstractmethod
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
         """(N, dim) document vectors in corpus order."""
-
-    def encode_image_queries(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(Q, dim) query vectors for images (retrievers with ``supports_image_queries``)."""
-        return self.image_queries(self.backbone.encode_images(list(images)))
 
     def image_queries(self, features: ImageFeatures) -> np.ndarray:
         """Query vectors from the backbone's image features (shared across retrievers, like

@@ -307,6 +307,7 @@ class CIEARetriever(Retriever):
     name = "ciea"
     title = "CIEA"
     supports_image_queries = True
+    trainable = True
 
     def __init__(self, backbone: Backbone, settings: Settings | None = None,
                  checkpoint: Checkpoint | None = None) -> None:

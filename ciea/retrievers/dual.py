@@ -6,6 +6,9 @@
 - ``dual-fused`` (universal, UniIR score fusion): one vector normalise(t + i).
 - ``dual-gcl``: the fused form with an alignment trained by Generalized Contrastive Learning.
 
+Each class's ``query_form`` and ``document_form`` are the one statement of its formula: they take
+numpy arrays (indexing, the service) or torch tensors (training, differentiable) alike.
+
 The image side is a trained linear map (``python -m ciea train``) when a checkpoint exists for
 the backbone, else the training-free default (ConSE, or CLIP's joint space); the index
 manifest records which, by checkpoint hash.
@@ -14,6 +17,8 @@ manifest records which, by checkpoint hash.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ciea.backbones import Backbone, ImageFeatures, l2_normalize
 from ciea.checkpoints import Checkpoint, CheckpointError, load_checkpoint
@@ -22,6 +27,18 @@ from ciea.data.schema import Corpus
 from ciea.features import CorpusFeatures
 from ciea.retrievers.alignment import ImageAlignment, TrainedAlignment, default_alignment
 from ciea.retrievers.base import Retriever
+
+
+def _concat_halves(a, b):
+    """[a ; b] / sqrt(2) row-wise: numpy in, numpy out; torch in, torch out."""
+    if isinstance(a, torch.Tensor):
+        return torch.cat([a, b], dim=1) / np.sqrt(2.0)
+    return np.concatenate([a, b], axis=1) / np.sqrt(2.0)
+
+
+def _normalised(x):
+    """Row-wise L2 normalisation for numpy arrays or torch tensors."""
+    return F.normalize(x, dim=-1) if isinstance(x, torch.Tensor) else l2_normalize(x)
 
 
 def load_trained_alignment(backbone: Backbone, name: str, settings: Settings | None = None,
@@ -41,7 +58,8 @@ def load_trained_alignment(backbone: Backbone, name: str, settings: Settings | N
 
 class DualEncoderRetriever(Retriever):
     supports_image_queries = True
-    requires_training = False
+    trainable = True
+    requires_training = False  # True: no training-free fallback, a checkpoint must exist
 
     def __init__(self, backbone: Backbone, alignment: ImageAlignment | None = None,
                  settings: Settings | None = None) -> None:
@@ -59,6 +77,22 @@ class DualEncoderRetriever(Retriever):
         how = ("shared CLIP space" if self.alignment.name == "joint space"
                else f"{self.alignment.name} into the text space")
         return f"text: {self.backbone.text_tower}; image: {self.backbone.image_tower}, {how}"
+
+    @staticmethod
+    def query_form(q):
+        """Query vectors in this retriever's space from text-space ones (numpy or torch)."""
+        return q
+
+    @staticmethod
+    def document_form(text, image):
+        """Document vectors from caption and aligned image vectors (numpy or torch)."""
+        raise NotImplementedError
+
+    def text_queries(self, q: np.ndarray) -> np.ndarray:
+        return np.asarray(self.query_form(q), dtype=np.float32)
+
+    def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
+        return np.asarray(self.document_form(*self.document_parts(features)), dtype=np.float32)
 
     def document_parts(self, features: CorpusFeatures) -> tuple[np.ndarray, np.ndarray]:
         """Caption vectors and aligned image vectors (zeros for text-only documents)."""
@@ -83,12 +117,13 @@ class DualSplitRetriever(DualEncoderRetriever):
     def dim(self) -> int:
         return 2 * self.backbone.text_dim
 
-    def text_queries(self, q: np.ndarray) -> np.ndarray:
-        return (np.concatenate([q, q], axis=1) / np.sqrt(2.0)).astype(np.float32)
+    @staticmethod
+    def query_form(q):
+        return _concat_halves(q, q)
 
-    def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
-        text, image = self.document_parts(features)
-        return (np.concatenate([text, image], axis=1) / np.sqrt(2.0)).astype(np.float32)
+    @staticmethod
+    def document_form(text, image):
+        return _concat_halves(text, image)
 
 
 class DualFusedRetriever(DualEncoderRetriever):
@@ -99,9 +134,9 @@ class DualFusedRetriever(DualEncoderRetriever):
     def dim(self) -> int:
         return self.backbone.text_dim
 
-    def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
-        text, image = self.document_parts(features)
-        return l2_normalize(text + image)
+    @staticmethod
+    def document_form(text, image):
+        return _normalised(text + image)
 
 
 class DualGCLRetriever(DualFusedRetriever):

@@ -6,8 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from ciea.service import SearchService
-from ciea.ui.results import retriever_title
+from ciea.service import SearchService, retriever_title
 from ciea.validation import InputError
 
 log = logging.getLogger("ciea.app")

@@ -16,11 +16,11 @@ import gradio as gr
 import plotly.graph_objects as go
 from PIL import Image
 
-from ciea.service import SearchService
+from ciea.compat import event_payload
+from ciea.service import SearchService, retriever_title
 from ciea.ui.common import guarded
 from ciea.ui.heatmap import heat_map
 from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
-from ciea.ui.results import retriever_title
 
 log = logging.getLogger("ciea.app")
 #: Wide enough for the image and its map, narrow enough to leave the results readable.
@@ -80,7 +80,7 @@ class DetailActions:
     def select(evt: gr.EventData) -> tuple[str, str, str, str, gr.Sidebar, gr.Radio]:
         """The clicked card's corpus, retriever, document and text query; opens the sidebar
         with the heat map on its fixed scale."""
-        data = getattr(evt, "_data", None) or {}
+        data = event_payload(evt)
         fields = ("corpus", "retriever", "doc_id", "query")
         return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True), gr.Radio(value=FIXED_SCALE))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import gradio as gr
 import plotly.graph_objects as go
 
-from ciea.service import MAX_W2_SAMPLES, MIN_W2_SAMPLES, SearchService
+from ciea.service import MAX_W2_SAMPLES, MIN_W2_SAMPLES, SearchService, retriever_title
 from ciea.ui.common import guarded, retriever_choices
 from ciea.ui.plots import (
     COLOUR_MODES,
@@ -27,7 +27,6 @@ from ciea.ui.plots import (
     statistics_rows,
     umap_figure,
 )
-from ciea.ui.results import retriever_title
 
 DEFAULT_W2_SAMPLES = 500
 #: Exact OT cost grows with the cube of the sample size; used to pace the progress bar.

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from ciea.retrievers import REGISTRY
-from ciea.service import ResultRow, SearchResponse, unavailable_notice
+from ciea.service import ResultRow, SearchResponse, retriever_title, unavailable_notice
 
 #: Two scores closer than this are the same score (FAISS returns float32 inner products).
 TIE_TOLERANCE = 1e-5
@@ -91,10 +90,6 @@ element.addEventListener('keydown', (e) => {
 def file_url(path: Path) -> str:
     """URL under which Gradio serves a file inside its static paths."""
     return "/gradio_api/file=" + quote(str(Path(path).resolve()))
-
-
-def retriever_title(name: str) -> str:
-    return REGISTRY[name].title if name in REGISTRY else name
 
 
 @dataclass(frozen=True)

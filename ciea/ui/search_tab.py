@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from ciea.compat import pass_upload_path
 from ciea.config import DEFAULT_K, MAX_K
 from ciea.service import SearchResponse, SearchService
 from ciea.ui.common import guarded, retriever_choices, towers_of
@@ -32,25 +33,6 @@ COPY_LINK_JS = """
   }
 }
 """
-
-
-def unopened_upload(image: gr.Image) -> gr.Image:
-    """``image`` changed to hand the event its uploaded file's path without opening it.
-
-    ``gr.Image`` opens uploads with PIL before the event function runs, so a file that is not
-    an image fails there with no message; this way ``ciea.images.load_query_image`` decides and
-    says why. (An instance override: a ``gr.Image`` subclass would make Gradio write a .pyi
-    stub next to this module.) Gradio has already checked that the path is an upload.
-    """
-    opened = image.preprocess
-
-    def preprocess(payload):
-        if payload is not None and payload.path:
-            return str(payload.path)
-        return opened(payload)  # None, or inline (base64) data
-
-    image.preprocess = preprocess
-    return image
 
 
 @dataclass
@@ -141,7 +123,7 @@ def build_search_tab(corpus: gr.Dropdown, indexed: dict[str, list[str]], default
                               min_width=160)
             with (gr.Accordion("Search with an image instead (image-to-document)", open=False),
                   gr.Row(equal_height=True)):
-                image = unopened_upload(gr.Image(type="filepath", image_mode=None, label="Query image",
+                image = pass_upload_path(gr.Image(type="filepath", image_mode=None, label="Query image",
                                                  sources=["upload", "clipboard"], height=180, scale=2))
                 with gr.Column(scale=3):
                     gr.Markdown("PNG, JPEG, GIF, WebP, BMP or TIFF, up to 10 MB. Retrievers with an image "

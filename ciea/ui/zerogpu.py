@@ -22,7 +22,3 @@ def on_gpu(fn: F) -> F:
     if spaces is None:
         return fn
     return spaces.GPU(duration=GPU_DURATION_S)(fn)
-
-
-def zerogpu_active() -> bool:
-    return spaces is not None
