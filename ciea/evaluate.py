@@ -177,6 +177,12 @@ class Evaluator:
         depth = min(self.k, scores.shape[1])
         hashes = np.array([tie_breaker(d) for d in doc_ids], dtype=np.uint64)
         rounded = np.round(scores, SCORE_DECIMALS)
-        order = np.lexsort((np.broadcast_to(hashes, scores.shape), -rounded), axis=-1)[:, :depth]
-        run = {q.qid: {doc_ids[j]: float(scores[i, j]) for j in order[i]} for i, q in enumerate(self.queries)}
+        # Only scores at or above each row's depth-th largest can make the cut (ties included), so
+        # the two-key sort runs on those few instead of the whole row: same order, several x faster.
+        kth = -np.partition(-rounded, depth - 1, axis=1)[:, depth - 1]
+        run = {}
+        for i, q in enumerate(self.queries):
+            candidates = np.flatnonzero(rounded[i] >= kth[i])
+            order = candidates[np.lexsort((hashes[candidates], -rounded[i, candidates]))[:depth]]
+            run[q.qid] = {doc_ids[j]: float(scores[i, j]) for j in order}
         return self.score_run(run)
