@@ -119,7 +119,7 @@ def cmd_build_assets(args: argparse.Namespace) -> int:
         from ciea.data.scenes import build_scenes
 
         stamps_dir = _settings(args).corpus_dir("stamps")
-        count = len(build_scenes(stamps_dir, out_dir, seed=args.seed).corpus)
+        count = len(build_scenes(stamps_dir, out_dir, seed=args.seed, probes=args.probes).corpus)
     elif args.corpus in ("emoji", "emoji-train"):
         from ciea.data.emoji import build_emoji
 
@@ -335,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="webqa: at most N documents of each kind (test positives first)")
     p.add_argument("--strict", action="store_true", help="webqa: stop at the first undecodable image")
     p.add_argument("--seed", type=int, default=0, help="scenes: generator seed (default 0, the shipped set)")
+    p.add_argument("--probes", action="store_true", help="scenes: also the probe scenes and queries (binding, "
+                   "spatial, count, unseen); not yet in the shipped set, whose heads were trained without them")
     p.set_defaults(func=cmd_build_assets)
 
     p = sub.add_parser("eval", parents=[common], help="print IR metrics per retriever as JSON")

@@ -54,7 +54,8 @@ TINY_STAMPS = [
     ("A big old rusty red truck.", "square", (0, 0, 0)),  # over 4 words
     ("A camera.  Say Cheese!", "square", (0, 0, 0)),  # a second sentence
 ]
-TINY_PARAMS = dict(n_primaries=4, scenes_per_split={"train": 3, "dev": 1, "test": 2})
+TINY_PARAMS = dict(n_primaries=4, scenes_per_split={"train": 3, "dev": 1, "test": 2}, probe_groups={})
+# (probe scenes need more objects than the tiny stamps give at this size: tests/test_scene_probes.py)
 
 
 def make_stamps(root: Path) -> Path:
@@ -83,7 +84,7 @@ def crowded(tiny, tmp_path_factory):
     """More primaries than the secondary pool can pair uniquely: combinations repeat within a split."""
     stamps = tiny[0]
     bench = sc.build_scenes(stamps, tmp_path_factory.mktemp("crowded"), seed=1, n_primaries=10,
-                            scenes_per_split={"train": 3, "dev": 1, "test": 2})
+                            scenes_per_split={"train": 3, "dev": 1, "test": 2}, probe_groups={})
     repeats = [l for l in bench.layouts if l.split == "train"]
     assert len({(l.primary.name, o.name) for l in repeats for o in l.secondaries}) < sum(
         len(l.secondaries) for l in repeats)
@@ -125,6 +126,8 @@ def check_exact_relevance(bench: sc.ScenesBenchmark) -> None:
     for split in sc.SPLITS:
         assert bench.queries[split], split
         for q in bench.queries[split]:
+            if q.kind not in sc.KINDS:
+                continue  # probe kinds: tests/test_scene_probes.py
             primary, secondary = parse_query(split, q.kind, q.text)
             if q.kind == "caption":
                 expected = {l.scene_id for l in layouts if l.primary.name == primary}
@@ -275,7 +278,7 @@ def test_splits_disjoint_and_combinations_unseen_in_train(which, request):
     assert not combos(bench, "dev") & train
     assert not combos(bench, "dev") & combos(bench, "test")
     # Objects do repeat across splits.
-    primaries = {s: {l.primary.name for l in bench.layouts if l.split == s} for s in sc.SPLITS}
+    primaries = {s: {l.primary.name for l in bench.layouts if l.split == s and not l.probe} for s in sc.SPLITS}
     assert primaries["train"] == primaries["test"]
 
 
@@ -316,7 +319,7 @@ def test_queries_use_split_templates_and_differ_from_captions(which, request):
     bench = request.getfixturevalue(which)[-1]
     captions = {re.sub(r"[^a-z ]", "", d.text.lower()).strip() for d in bench.corpus}
     for split in sc.SPLITS:
-        assert {q.kind for q in bench.queries[split]} == set(sc.KINDS)
+        assert {q.kind for q in bench.queries[split]} >= set(sc.KINDS)
         assert len({q.qid for q in bench.queries[split]}) == len(bench.queries[split])
         for q in bench.queries[split]:
             assert re.sub(r"[^a-z ]", "", q.text.lower()).strip() not in captions, q
@@ -327,7 +330,7 @@ def test_queries_use_split_templates_and_differ_from_captions(which, request):
 def test_layout_geometry_keeps_objects_recognisable(real):
     _, bench = real
     for layout in bench.layouts:
-        assert 2 <= len(layout.objects) <= 3
+        assert 2 <= len(layout.objects) <= (4 if layout.probe == "count" else 3)
         for o in layout.objects:
             assert 0 <= o.x and o.x + o.w <= layout.size and 0 <= o.y and o.y + o.h <= layout.size
         p = layout.primary
@@ -341,11 +344,14 @@ def test_layout_geometry_keeps_objects_recognisable(real):
 def test_real_sizes_match_the_docstring(real):
     out, bench = real
     counts = bench.counts()
+    base = [l for l in bench.layouts if not l.probe]
     assert counts["primaries"] == 150
-    assert counts["scenes"] == {"train": 1200, "dev": 300, "test": 600}
-    assert sum(counts["queries"]["test"].values()) >= 1000
-    three = sum(len(l.objects) == 3 for l in bench.layouts)
-    assert 0.6 < three / len(bench.layouts) < 0.9
+    assert {s: sum(l.split == s for l in base) for s in sc.SPLITS} == {"train": 1200, "dev": 300, "test": 600}
+    assert counts["scenes"] == {"train": 1200, "dev": 300, "test": 600}  # no probes unless asked for
+    assert {k: counts["queries"]["test"][k] for k in sc.KINDS} == {"caption": 150, "complementary": 1050,
+                                                                 "image-only": 138}
+    three = sum(len(l.objects) == 3 for l in base)
+    assert 0.6 < three / len(base) < 0.9
     meta = json.loads((out / "meta.json").read_text())
     assert meta["scenes"] == counts["scenes"] and meta["seed"] == 0
     shipped = QuerySet.shipped(out, "test")
@@ -353,7 +359,7 @@ def test_real_sizes_match_the_docstring(real):
     assert [q.qid for q in shipped.queries] == [q.qid for q in bench.queries["test"]]
     # Every primary has the same number of scenes in each split.
     per = defaultdict(lambda: defaultdict(int))
-    for l in bench.layouts:
+    for l in base:
         per[l.primary.name][l.split] += 1
     assert all(dict(v) == {"train": 8, "dev": 2, "test": 4} for v in per.values())
 
@@ -362,3 +368,13 @@ def test_too_few_secondaries_is_an_error_not_a_leak(tiny, tmp_path):
     with pytest.raises(ValueError, match="disjoint across splits"):
         sc.build_scenes(tiny[0], tmp_path / "x", seed=0, n_primaries=13,
                         scenes_per_split={"train": 3, "dev": 1, "test": 2}, three_object_fraction=1.0)
+
+
+def test_shipped_assets_are_what_the_generator_writes(real):
+    """The committed text assets are exactly a fresh build (seed 0): deterministic and up to date."""
+    out, _ = real
+    shipped = Path(__file__).resolve().parent.parent / "assets" / "scenes"
+    names = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in shipped.iterdir() if p.is_file() and not p.name.startswith("."))
+    for name in names:
+        assert (out / name).read_bytes() == (shipped / name).read_bytes(), name

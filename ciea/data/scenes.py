@@ -7,7 +7,8 @@ only. Queries that name the primary plus a secondary can be answered only by a r
 that keeps what the image adds to the caption.
 
 What is stored: layouts are data (``layouts.jsonl``: scene id, split, background, placed
-objects with stamp id, box and role), never pixels. ``render_scene`` draws a layout from the
+objects with stamp id, box, role and, when recoloured, a ``PALETTE`` colour; probe scenes also
+name their probe kind), never pixels. ``render_scene`` draws a layout from the
 stamp thumbnails with deterministic pixels; ``ensure_rendered`` caches the images under
 ``<out_dir>/render/`` (or a folder the caller picks, linked there), which is a build output,
 not something to commit. Everything is deterministic from ``seed``.
@@ -32,16 +33,22 @@ Query kinds (per split; relevance is computed over the WHOLE corpus of all split
   every scene whose image contains it, in any role.
 Caption and image-only queries follow the same rule: one held-out template for dev/test,
 four others for train (each training item gets every training template).
+Probe kinds (``binding``, ``spatial``, ``count``, ``unseen``) come from probe scenes appended after
+these base scenes, built with their hard negatives: ``ciea/data/scene_probes.py``. Base queries
+take their items from base scenes only; their relevance counts every scene.
 
 Sizes with the defaults on the shipped stamps corpus (949 stamps, seed 0): 288 usable
 objects, 150 primaries x 14 scenes = 2,100 scenes (8 train / 2 dev / 4 test per primary:
 1,200 / 300 / 600); 1,585 three-object and 515 two-object scenes; 3,685 secondary placements
 spread evenly (26-27 each) over the 138 secondary-only objects.
-Queries (caption + complementary + image-only): test 150 + 1,050 + 138 = 1,338; dev
+Base queries (caption + complementary + image-only): test 150 + 1,050 + 138 = 1,338; dev
 150 + 521 + 138 = 809; train 600 + 8,456 + 552 = 9,608 (four templates per item).
-Building takes about 1 s and writes about 3.8 MB; rendering all 2,100 images about 12 s on
-2 CPU cores and 76 MB of PNGs. Training code must restrict positives to train scenes:
-caption and image-only qrels span all splits.
+With ``probes`` (``build-assets --corpus scenes --probes``; not yet in the shipped set), 1,820
+probe scenes more (632 train / 396 dev / 792 test), 3,920 scenes in all; probe queries
+(binding + spatial + count + unseen): test 320 + 320 + 312 + 320; dev 160 + 160 + 156 + 160;
+train 1,280 + 1,280 + 1,248 + 0. Building takes about 2 s and writes about 6.2 MB; rendering
+all 3,920 images about 35 s of CPU on one core and 139 MB of PNGs. Training code must restrict
+positives to train scenes: caption and image-only qrels span all splits.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -71,7 +79,12 @@ LAYOUTS_FILE = "layouts.jsonl"
 META_FILE = "meta.json"
 RENDER_DIR = "render"
 MAX_NAME_WORDS = 4  # of the whole description, article included
-KINDS = ("caption", "complementary", "image-only")
+KINDS = ("caption", "complementary", "image-only")  # base kinds; probe kinds: ciea/data/scene_probes.py
+
+#: Colours a recoloured stamp can take (binding scenes), plain names anyone would agree on.
+#: Checked by eye on rendered stamps; no orange (also a fruit name) and no pale tints.
+PALETTE = {"red": (215, 25, 25), "green": (30, 160, 40), "blue": (30, 70, 220),
+           "yellow": (245, 215, 0), "purple": (135, 40, 185)}
 
 # Near-synonym heads folded into one group, so two objects never mean the same thing.
 HEAD_ALIASES = {
@@ -139,6 +152,7 @@ class PlacedObject:
     y: int
     w: int
     h: int
+    color: str | None = None  # a PALETTE name when the stamp is recoloured (binding scenes)
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,7 @@ class SceneLayout:
     size: int
     background: Background
     objects: tuple[PlacedObject, ...]
+    probe: str = ""  # the probe kind that generated the scene (ciea/data/scene_probes.py); "" for base scenes
 
     @property
     def primary(self) -> PlacedObject:
@@ -174,7 +189,15 @@ class SceneLayout:
         return {o.name for o in self.objects}
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The stored form; fields at their defaults (no colour, no probe) are left out, so base
+        scenes keep the exact lines they had before probe scenes existed."""
+        out = asdict(self)
+        for obj in out["objects"]:
+            if obj["color"] is None:
+                del obj["color"]
+        if not out["probe"]:
+            del out["probe"]
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping) -> "SceneLayout":
@@ -184,10 +207,15 @@ class SceneLayout:
             int(bg.get("seed", 0)),
         )
         objects = tuple(PlacedObject(**o) for o in obj["objects"])
-        return cls(str(obj["scene_id"]), str(obj["split"]), int(obj["size"]), background, objects)
+        unknown = {o.color for o in objects if o.color is not None} - set(PALETTE)
+        if unknown:
+            raise CorpusError(f"Scene {obj['scene_id']}: unknown colour(s) {sorted(unknown)}; "
+                              f"known: {', '.join(PALETTE)}.")
+        return cls(str(obj["scene_id"]), str(obj["split"]), int(obj["size"]), background, objects,
+                   str(obj.get("probe", "")))
 
 
-#: A benchmark query carries its kind (caption / complementary / image-only).
+#: A benchmark query carries its kind (a base kind, or a probe kind of ciea/data/scene_probes.py).
 SceneQuery = Query
 
 
@@ -201,12 +229,16 @@ class ScenesBenchmark:
     qrels: dict[str, dict[str, dict[str, int]]]
     objects: list[SceneObject] = field(default_factory=list)
     primaries: list[str] = field(default_factory=list)
+    unseen: dict[str, list[str]] = field(default_factory=dict)  # split -> objects held out of train secondaries
 
     def counts(self) -> dict:
-        """Scenes per split and queries per kind per split (what the module docstring states)."""
+        """Scenes per split (all, and probe scenes per kind) and queries per kind per split."""
         scenes = Counter(l.split for l in self.layouts)
+        probes = Counter((l.probe, l.split) for l in self.layouts if l.probe)
         return {
             "scenes": {s: scenes[s] for s in SPLITS},
+            "probe_scenes": {k: {s: probes[(k, s)] for s in SPLITS}
+                             for k in dict.fromkeys(k for k, _ in sorted(probes))},
             "queries": {s: dict(Counter(q.kind for q in self.queries[s])) for s in SPLITS},
             "objects": len(self.objects),
             "primaries": len(self.primaries),
@@ -348,6 +380,13 @@ def _pale(rng: random.Random) -> tuple[int, int, int]:
     return (rng.randint(228, 255), rng.randint(228, 255), rng.randint(228, 255))
 
 
+def random_background(rng: random.Random) -> Background:
+    """A pale background: plain (half the time), gradient or mottled."""
+    kind = rng.choice(("plain", "plain", "gradient", "mottled"))
+    return Background(kind, _pale(rng), _pale(rng) if kind == "gradient" else None,
+                      rng.randrange(2**31) if kind == "mottled" else 0)
+
+
 def make_layout(scene_id: str, split: str, primary: SceneObject, secondaries: Sequence[SceneObject],
                 aspects: Mapping[str, float], rng: random.Random, size: int = CANVAS) -> SceneLayout:
     """Sizes, positions and background for one scene.
@@ -356,13 +395,11 @@ def make_layout(scene_id: str, split: str, primary: SceneObject, secondaries: Se
     about 40 % of its area and overlap any other object by at most 8 % of the smaller box,
     so every object stays recognisable.
     """
-    kind = rng.choice(("plain", "plain", "gradient", "mottled"))
-    background = Background(kind, _pale(rng), _pale(rng) if kind == "gradient" else None,
-                            rng.randrange(2**31) if kind == "mottled" else 0)
+    background = random_background(rng)
     n_sec = len(secondaries)
     for attempt in range(50):
         shrink = 0.97 ** attempt
-        side_p = rng.uniform(128, 156) if n_sec == 2 else rng.uniform(136, 168)
+        side_p = rng.uniform(128, 156) if n_sec >= 2 else rng.uniform(136, 168)
         p_box = _fit_box(aspects[primary.doc_id], (side_p * shrink) ** 2, int(size * 0.9))
         p_area = p_box[0] * p_box[1]
         boxes = [p_box]
@@ -473,7 +510,11 @@ def _fill(template: str, rng: random.Random, primary: SceneObject | None = None,
 
 def make_queries(layouts: Sequence[SceneLayout], objects: Sequence[SceneObject], seed: int = 0
                  ) -> tuple[dict[str, list[SceneQuery]], dict[str, dict[str, dict[str, int]]]]:
-    """Queries and exact qrels per split (relevance over all scenes of every split)."""
+    """Queries and exact qrels per split (relevance over all scenes of every split).
+
+    Base kinds take their items from base scenes; probe scenes add the probe kinds' queries
+    after them (``ciea/data/scene_probes.py``) and count for base relevance like any scene.
+    """
     by_name = {o.name: o for o in objects}
     rng = random.Random(seed + 7919)
     with_primary: dict[str, set[str]] = defaultdict(set)
@@ -489,7 +530,7 @@ def make_queries(layouts: Sequence[SceneLayout], objects: Sequence[SceneObject],
     queries: dict[str, list[SceneQuery]] = {}
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     for split in SPLITS:
-        mine = [l for l in layouts if l.split == split]
+        mine = [l for l in layouts if l.split == split and not l.probe]  # probe scenes ask their own kinds
         items = {
             "caption": sorted({(l.primary.name,) for l in mine}),
             "complementary": sorted({(l.primary.name, o.name) for l in mine for o in l.secondaries}),
@@ -512,6 +553,13 @@ def make_queries(layouts: Sequence[SceneLayout], objects: Sequence[SceneObject],
                     qs.append(SceneQuery(qid, _fill(template, rng, p, s), kind))
                     rels[qid] = {d: 1 for d in sorted(relevant)}
         queries[split], qrels[split] = qs, rels
+    if any(l.probe for l in layouts):
+        from ciea.data.scene_probes import probe_queries
+
+        probe_qs, probe_rels = probe_queries(layouts, objects, seed)
+        for split in SPLITS:  # appended: base query ids, texts and order stay as they were
+            queries[split] += probe_qs[split]
+            qrels[split].update(probe_rels[split])
     return queries, qrels
 
 
@@ -529,19 +577,33 @@ def image_aspects(stamps_dir: Path, objects: Iterable[SceneObject]) -> dict[str,
 
 def build_scenes(stamps_corpus_dir: Path, out_dir: Path, seed: int = 0, n_primaries: int = 150,
                  scenes_per_split: Mapping[str, int] = DEFAULT_SCENES_PER_SPLIT,
-                 three_object_fraction: float = 0.75, size: int = CANVAS) -> ScenesBenchmark:
+                 three_object_fraction: float = 0.75, size: int = CANVAS,
+                 probe_groups: Mapping[str, Mapping[str, int]] | None = None,
+                 unseen_objects: Mapping[str, int] | None = None, probes: bool = False) -> ScenesBenchmark:
     """Generate the benchmark from a stamps corpus folder and write it to ``out_dir``.
 
-    Writes ``layouts.jsonl``, ``corpus.jsonl`` (image = ``render/<scene_id>.png``, category =
-    split), ``queries_<split>.jsonl`` ({"qid", "text", "kind"}), ``qrels_<split>.json``
-    ({qid: {doc_id: 1}}) and ``meta.json`` (parameters and counts). No images: call
-    ``ensure_rendered`` for those.
+    Base scenes first, then, with ``probes`` or explicit ``probe_groups``, the probe scenes
+    (``ciea/data/scene_probes.py``; ``probes`` takes its ``DEFAULT_GROUPS``, ``unseen_objects``
+    defaults to its ``DEFAULT_UNSEEN_OBJECTS``). The shipped set has no probes yet: its heads were
+    trained and timed without them. Writes ``layouts.jsonl``, ``corpus.jsonl`` (image =
+    ``render/<scene_id>.png``, category = split), ``queries_<split>.jsonl`` ({"qid", "text",
+    "kind"}), ``qrels_<split>.json`` ({qid: {doc_id: 1}}) and ``meta.json`` (parameters and
+    counts). No images: call ``ensure_rendered`` for those.
     """
+    from ciea.data import scene_probes
+
     stamps_corpus_dir, out_dir = Path(stamps_corpus_dir), Path(out_dir)
     objects = select_objects(_load_stamps(stamps_corpus_dir))
     aspects = image_aspects(stamps_corpus_dir, objects)
     layouts, primaries = generate_layouts(objects, aspects, seed, n_primaries, scenes_per_split,
                                           three_object_fraction, size)
+    groups = probe_groups if probe_groups is not None else scene_probes.DEFAULT_GROUPS if probes else {}
+    held_out = {}
+    if any(n for per_split in groups.values() for n in per_split.values()):
+        held_out = scene_probes.unseen_objects(
+            objects, primaries, seed, scene_probes.DEFAULT_UNSEEN_OBJECTS if unseen_objects is None else unseen_objects)
+        layouts += scene_probes.generate_probe_layouts(objects, aspects, layouts, primaries, seed, groups,
+                                                       held_out, size)
     by_name = {o.name: o for o in objects}
     order = {s: i for i, s in enumerate(SPLITS)}
     docs = [Document(l.scene_id, by_name[l.primary.name].description, f"{RENDER_DIR}/{l.scene_id}.png", l.split)
@@ -549,7 +611,7 @@ def build_scenes(stamps_corpus_dir: Path, out_dir: Path, seed: int = 0, n_primar
     corpus = Corpus("scenes", out_dir, docs)
     queries, qrels = make_queries(layouts, objects, seed)
     bench = ScenesBenchmark(sorted(layouts, key=lambda l: l.scene_id), corpus, queries, qrels,
-                            list(objects), primaries)
+                            list(objects), primaries, held_out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / LAYOUTS_FILE, (l.to_json() for l in bench.layouts))
     corpus.save()
@@ -559,7 +621,9 @@ def build_scenes(stamps_corpus_dir: Path, out_dir: Path, seed: int = 0, n_primar
         _write_qrels(qrels_path, qrels[split])
     meta = {"seed": seed, "n_primaries": n_primaries, "scenes_per_split": dict(scenes_per_split),
             "three_object_fraction": three_object_fraction, "size": size,
-            "stamps_corpus": stamps_corpus_dir.name, **bench.counts()}
+            "stamps_corpus": stamps_corpus_dir.name,
+            "probe_groups": {k: dict(v) for k, v in groups.items()}, "unseen_objects": held_out,
+            **bench.counts()}
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return bench
 
@@ -599,6 +663,27 @@ def _background(bg: Background, size: int) -> Image.Image:
     return Image.new("RGB", (size, size), tuple(bg.color))
 
 
+@lru_cache(maxsize=512)
+def _tinted_rgba(path: str, color: str) -> Image.Image:
+    """A stamp recoloured in one ``PALETTE`` colour, keeping its shading and alpha.
+
+    Luminance, stretched over the visible pixels (2nd to 98th percentile), scales the colour
+    from 30 % (outlines, shadows) to full strength, so a white mug and a black crow both come
+    out plainly red, green, blue, yellow or purple.
+    """
+    rgba = np.asarray(_stamp_rgba(path), dtype=np.float32)
+    lum = (0.299 * rgba[..., 0] + 0.587 * rgba[..., 1] + 0.114 * rgba[..., 2]) / 255.0
+    visible = rgba[..., 3] > 16
+    lo, hi = np.percentile(lum[visible], (2, 98)) if visible.any() else (0.0, 1.0)
+    if hi - lo < 0.05:  # a flat drawing: one colour, drawn at full strength
+        shade = np.ones_like(lum)
+    else:
+        shade = 0.3 + 0.7 * np.clip((lum - lo) / (hi - lo), 0.0, 1.0) ** 0.8
+    rgb = np.asarray(PALETTE[color], dtype=np.float32)[None, None, :] * shade[..., None]
+    out = np.dstack([rgb, rgba[..., 3]]).round().clip(0, 255).astype(np.uint8)
+    return Image.fromarray(out, "RGBA")
+
+
 def render_scene(layout: SceneLayout, stamps_root: Path) -> Image.Image:
     """Draw a layout (RGB, ``layout.size`` square) from the stamp thumbnails.
 
@@ -607,7 +692,9 @@ def render_scene(layout: SceneLayout, stamps_root: Path) -> Image.Image:
     """
     canvas = _background(layout.background, layout.size).convert("RGBA")
     for obj in layout.objects:
-        stamp = _stamp_rgba(str(Path(stamps_root) / obj.image)).resize((obj.w, obj.h), Image.Resampling.LANCZOS)
+        path = str(Path(stamps_root) / obj.image)
+        stamp = _tinted_rgba(path, obj.color) if obj.color else _stamp_rgba(path)
+        stamp = stamp.resize((obj.w, obj.h), Image.Resampling.LANCZOS)
         canvas.alpha_composite(stamp, (obj.x, obj.y))
     return canvas.convert("RGB")
 
