@@ -4,23 +4,28 @@ and where the document and the query sit in that retriever's UMAP.
 It lives in a right-hand sidebar that any results table opens: a click on a card fires the
 table's click event (``CARD_CLICK_JS``), ``DetailActions.select`` copies the card's document,
 retriever and query into hidden fields, and ``/document`` fills the view from them.
+
+The map's clouds (a few hundred kilobytes) travel once per corpus and retriever: the browser
+says which clouds its map shows (``map_key``), and when they are the ones needed ``/document``
+sends only the two marker traces ("this document", "query"), which ``MARKS_JS`` moves in place.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 from dataclasses import dataclass
 
 import gradio as gr
-import plotly.graph_objects as go
+from gradio.components.plot import PlotData
 from PIL import Image
 
 from ciea.service import SearchService
 from ciea.ui.common import guarded
 from ciea.ui.heatmap import heat_map
-from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
-from ciea.ui.results import retriever_title
+from ciea.ui.plots import MARK_DOCUMENT, MARK_QUERY, SMALL_HEIGHT, map_marks, notice_figure, umap_figure
+from ciea.ui.results import retriever_title, thumbnail_urls
 
 log = logging.getLogger("ciea.app")
 #: Wide enough for the image and its map, narrow enough to leave the results readable.
@@ -41,6 +46,8 @@ class DetailView:
     query: gr.Textbox
     scale: gr.Radio
     search_image: gr.Button
+    map_key: gr.Textbox
+    marks: gr.JSON
 
 
 #: The heat map's two scales: absolute weights (the default) or stretched within one image.
@@ -58,18 +65,50 @@ def build_detail_view() -> DetailView:
                          buttons=["fullscreen", "download"])
         search_image = gr.Button("Search with this image", size="sm", elem_id="ciea-search-this-image")
         scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)")
-        plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP")
+        plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP",
+                       elem_id="ciea-detail-map")
         # What was clicked; hidden, but inputs of /document so API clients pass them directly.
         corpus = gr.Textbox(visible=False)
         retriever = gr.Textbox(visible=False)
         doc_id = gr.Textbox(visible=False)
         query = gr.Textbox(visible=False)
-    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image)
+        # Which clouds the browser's map shows ("corpus/retriever", "" for none), and the markers.
+        map_key = gr.Textbox(visible=False)
+        marks = gr.JSON(visible=False)
+    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image, map_key,
+                      marks)
+
+
+#: Runs after every ``/document``: moves the two marker traces of the sidebar's map to ``marks``
+#: once the map shows the clouds they belong to (a fresh map may still be drawing, so it waits
+#: up to 5 s for ``layout.meta.ciea_map`` to match). ``window.Plotly`` is the copy Gradio's plot
+#: component loads.
+MARKS_JS = f"""
+(marks) => {{
+  if (!marks || !marks.key) return;
+  const names = [{json.dumps(MARK_DOCUMENT)}, {json.dumps(MARK_QUERY)}];
+  let tries = 0;
+  const apply = () => {{
+    const gd = document.querySelector('#ciea-detail-map .js-plotly-plot');
+    const ready = gd && window.Plotly && gd.data && gd.layout && gd.layout.meta && gd.layout.meta.ciea_map === marks.key;
+    if (!ready) {{ if (++tries < 100) setTimeout(apply, 50); return; }}
+    const idx = names.map(n => gd.data.findIndex(t => t.name === n));
+    if (idx.some(i => i < 0)) return;
+    const field = (f) => names.map(n => marks[n][f]);
+    window.Plotly.restyle(gd, {{x: field('x'), y: field('y'), hovertext: field('hovertext'),
+                               showlegend: names.map(n => marks[n].x.length > 0)}}, idx);
+  }};
+  apply();
+}}
+"""
 
 
 class DetailActions:
     def __init__(self, service: SearchService) -> None:
         self.service = service
+        #: Each (corpus, retriever)'s map with empty markers, as Plotly JSON (the artefacts never
+        #: change while serving, so a first open on a new page only fills in the markers).
+        self._maps: dict[tuple[str, str], dict] = {}
 
     @staticmethod
     def close() -> gr.Sidebar:
@@ -84,15 +123,18 @@ class DetailActions:
         fields = ("corpus", "retriever", "doc_id", "query")
         return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True), gr.Radio(value=FIXED_SCALE))
 
-    def document(self, corpus: str, retriever: str, doc_id: str, query: str, scale: str = FIXED_SCALE
-                 ) -> tuple[str, Image.Image | str | None, go.Figure]:
+    def document(self, corpus: str, retriever: str, doc_id: str, query: str, scale: str = FIXED_SCALE,
+                 shown_map: str = "") -> tuple:
         """One document as retriever ``retriever`` sees it: (description HTML, image with
-        CIEA's complementary-patch heat map where available, UMAP plot)."""
-        return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE),
+        CIEA's complementary-patch heat map where available, UMAP plot, the map's markers, the
+        map's key). ``shown_map`` is the key of the map the caller already shows: when it is
+        this retriever's, the plot is left as it is (``gr.skip()``) and only the markers travel."""
+        return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE,
+                                              shown_map or ""),
                        lambda msg: (f'<div class="ciea-notice" role="status">{html.escape(msg)}</div>', None,
-                                    notice_figure(msg, width=NOTICE_WIDTH)), "document view")
+                                    notice_figure(msg, width=NOTICE_WIDTH), {}, ""), "document view")
 
-    def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool):
+    def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool, shown_map: str):
         service = self.service
         view = service.document(corpus, doc_id)
         state = service.retriever(corpus, retriever)
@@ -129,15 +171,31 @@ class DetailActions:
                          f"{float(weights.max()):.2f}, mean {float(weights.mean()):.2f}.</p>")
         elif view.image is not None:
             lines.append("<p>Heat map: only CIEA computes complementary-patch weights; this retriever has none.</p>")
-        return "".join(lines), picture, self._plot(corpus, retriever, view.position, query)
+        return ("".join(lines), picture, *self._plot(corpus, retriever, view.position, query, shown_map))
 
-    def _plot(self, corpus: str, retriever: str, position: int, query: str) -> go.Figure:
+    def _plot(self, corpus: str, retriever: str, position: int, query: str, shown_map: str) -> tuple:
+        """(plot or ``gr.skip()``, markers, map key) for one document's place in the map."""
         artefacts = self.service.geometry(corpus, retriever)
         if artefacts.projection is None:
             return notice_figure(" ".join(artefacts.errors) or "No UMAP projection for this retriever.",
-                                 width=NOTICE_WIDTH)
-        docs = self.service.corpus(corpus).documents
+                                 width=NOTICE_WIDTH), {}, ""
+        key = f"{corpus}/{retriever}"
         point = self.service.query_point(corpus, retriever, query) if query else None
-        return umap_figure(artefacts.projection.coords, [d.text for d in docs], [d.doc_id for d in docs],
-                           [d.category for d in docs], "modality", point, query, highlight=position,
-                           height=SMALL_HEIGHT + 60, opacity=0.25)
+        marks = {"key": key, **map_marks(artefacts.projection.coords, position, point, query)}
+        if shown_map == key:
+            return gr.skip(), marks, key
+        return self._map(corpus, retriever, artefacts.projection.coords, marks), marks, key
+
+    def _map(self, corpus: str, retriever: str, coords, marks: dict) -> PlotData:
+        """This retriever's map with ``marks`` filled in (its clouds built once, then reused)."""
+        base = self._maps.get((corpus, retriever))
+        if base is None:
+            docs = self.service.corpus(corpus).documents
+            fig = umap_figure(coords, [d.text for d in docs], [d.doc_id for d in docs], [d.category for d in docs],
+                              "modality", height=SMALL_HEIGHT + 60, opacity=0.25,
+                              thumbs=thumbnail_urls(self.service.thumbnails(corpus)), key=marks["key"],
+                              always_marks=True)
+            base = self._maps[(corpus, retriever)] = json.loads(fig.to_json())
+        data = [dict(trace, **marks[trace["name"]], showlegend=bool(marks[trace["name"]]["x"]))
+                if trace.get("name") in (MARK_DOCUMENT, MARK_QUERY) else trace for trace in base["data"]]
+        return PlotData(type="plotly", plot=json.dumps({**base, "data": data}))
