@@ -121,8 +121,9 @@ def on_map(expr: str) -> str:
             f" return gd && gd.data ? ({expr}) : null; }}")
 
 
-def assert_thumbnail_on_hover(page, scope: str) -> None:
-    """The pointer over an image point of the map in ``scope`` shows that document's thumbnail."""
+def assert_thumbnail_on_hover(page, scope: str, shot: str) -> None:
+    """The pointer over an image point of the map in ``scope`` shows that document's thumbnail
+    (screenshot ``shot`` taken while it shows)."""
     where = page.evaluate("""(scope) => {
         const gd = document.querySelector(scope + ' .js-plotly-plot');
         const i = gd.data.findIndex(t => t.name === 'image' || (t.customdata && t.visible !== 'legendonly'));
@@ -135,6 +136,7 @@ def assert_thumbnail_on_hover(page, scope: str) -> None:
     page.wait_for_function("() => { const t = document.querySelector('#ciea-map-thumb');"
                            " return t && !t.hidden && t.complete && t.naturalWidth > 0; }")
     assert "/gradio_api/file=" in page.get_attribute("#ciea-map-thumb", "src")
+    page.screenshot(path=str(ARTIFACTS / shot))
     page.mouse.move(1, 1)
     page.wait_for_function("() => document.querySelector('#ciea-map-thumb').hidden")
 
@@ -195,13 +197,17 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     # clouds first (documents, images, captions), the markers last so they sit on top
     assert page.evaluate(on_map("gd.data.map(t => t.name)")) == ["document", "image", "text", "this document",
                                                                     "query"]
-    assert_thumbnail_on_hover(page, "#ciea-detail-map")
+    assert_thumbnail_on_hover(page, "#ciea-detail-map", "detail-map-hover-1280x720.png")
     page.screenshot(path=str(ARTIFACTS / "detail-map-1280x720.png"))
 
     # A later open on the same retriever moves the markers only: the clouds are not sent again.
     before = page.evaluate(on_map("{marks: Array.from(gd.data[3].x), clouds: (window.cieaClouds = gd.data[0], 1)}"))
-    caption = mapped.nth(2).locator(".cap").inner_text()
-    mapped.nth(2).click()
+    # another caption, so another place (documents with equal captions share one here)
+    words = [c.locator(".cap").inner_text().removeprefix(c.locator(".rank").inner_text()).strip()
+             for c in mapped.all()]
+    later = mapped.nth(next(i for i in range(2, len(words)) if words[i] != words[1]))
+    caption = later.locator(".cap").inner_text()
+    later.click()
     page.wait_for_function("c => c.includes(document.querySelector('#ciea-detail .cap')?.textContent)", arg=caption)
     page.wait_for_function(on_map("JSON.stringify(Array.from(gd.data[3].x)) !== JSON.stringify(m)"),
                            arg=before["marks"])
@@ -222,13 +228,14 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     legend = page.eval_on_selector_all("#ciea-umap .legendtext", "texts => texts.map(t => t.textContent)")
     assert {"text", "image", "document"} <= set(legend)
     # a legend entry hides its cloud and shows it again
-    entry = page.locator("#ciea-umap .legendtext", has_text="image").first
+    entry = page.locator("#ciea-umap g.traces", has=page.locator("text.legendtext", has_text="image")).locator(
+        ".legendtoggle").first
     visible = "() => document.querySelector('#ciea-umap .js-plotly-plot').data.find(t => t.name === 'image').visible"
     entry.click()
     page.wait_for_function(visible + " === 'legendonly'")
     entry.click()
     page.wait_for_function(visible + " !== 'legendonly'")
-    assert_thumbnail_on_hover(page, "#ciea-umap")
+    assert_thumbnail_on_hover(page, "#ciea-umap", "geometry-hover-1280x720.png")
     page.screenshot(path=str(ARTIFACTS / "geometry-1280x720.png"), full_page=True)
     page.get_by_role("tab", name="Benchmark").click()
     page.wait_for_selector("#ciea-drilldown .ciea-card")

@@ -5,9 +5,10 @@ It lives in a right-hand sidebar that any results table opens: a click on a card
 table's click event (``CARD_CLICK_JS``), ``DetailActions.select`` copies the card's document,
 retriever and query into hidden fields, and ``/document`` fills the view from them.
 
-The map's clouds (a few hundred kilobytes) travel once per corpus and retriever: the browser
-says which clouds its map shows (``map_key``), and when they are the ones needed ``/document``
-sends only the two marker traces ("this document", "query"), which ``MARKS_JS`` moves in place.
+The map's clouds (a few hundred kilobytes) travel once per page, corpus and retriever: the
+browser says which maps it holds (``map_key``), and when it holds the one needed ``/document``
+sends only the two marker traces ("this document", "query"); ``MARKS_JS`` shows that map and
+moves them.
 """
 
 from __future__ import annotations
@@ -65,42 +66,55 @@ def build_detail_view() -> DetailView:
                          buttons=["fullscreen", "download"])
         search_image = gr.Button("Search with this image", size="sm", elem_id="ciea-search-this-image")
         scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)")
-        plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP",
+        # A placeholder figure, so the page loads the plotting library before the first click.
+        plot = gr.Plot(notice_figure("Click a result card to see where it sits in its retriever's map.",
+                                     width=NOTICE_WIDTH),
+                       label="Where the document and the query sit in this retriever's UMAP",
                        elem_id="ciea-detail-map")
         # What was clicked; hidden, but inputs of /document so API clients pass them directly.
         corpus = gr.Textbox(visible=False)
         retriever = gr.Textbox(visible=False)
         doc_id = gr.Textbox(visible=False)
         query = gr.Textbox(visible=False)
-        # Which clouds the browser's map shows ("corpus/retriever", "" for none), and the markers.
+        # The maps the page holds ("corpus/retriever" keys, "|"-separated), and the markers.
         map_key = gr.Textbox(visible=False)
         marks = gr.JSON(visible=False)
     return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image, map_key,
                       marks)
 
 
-#: Runs after every ``/document``: moves the two marker traces of the sidebar's map to ``marks``
-#: once the map shows the clouds they belong to (a fresh map may still be drawing, so it waits
-#: up to 5 s for ``layout.meta.ciea_map`` to match). ``window.Plotly`` is the copy Gradio's plot
-#: component loads.
+#: Runs after every ``/document``: shows the map of ``marks.key`` and moves its two marker traces.
+#: A map the server has just sent (``marks.sent``) is drawn by Gradio's plot component: the script
+#: waits up to 5 s for it (``layout.meta.ciea_map``) and keeps it in ``window.cieaMaps``; a map
+#: sent earlier on this page is drawn again from there. ``window.Plotly`` is the copy Gradio's
+#: plot component loads.
 MARKS_JS = f"""
 (marks) => {{
   if (!marks || !marks.key) return;
+  const maps = window.cieaMaps = window.cieaMaps || {{}};
   const names = [{json.dumps(MARK_DOCUMENT)}, {json.dumps(MARK_QUERY)}];
   let tries = 0;
   const apply = () => {{
     const gd = document.querySelector('#ciea-detail-map .js-plotly-plot');
-    const ready = gd && window.Plotly && gd.data && gd.layout && gd.layout.meta && gd.layout.meta.ciea_map === marks.key;
-    if (!ready) {{ if (++tries < 100) setTimeout(apply, 50); return; }}
+    const Plotly = window.Plotly;
+    const shows = gd && Plotly && gd.data && gd.layout && gd.layout.meta && gd.layout.meta.ciea_map === marks.key;
+    if (shows && !maps[marks.key]) maps[marks.key] = {{data: gd.data, layout: gd.layout}};
+    if (!shows && !marks.sent && gd && Plotly && maps[marks.key]) {{
+      Plotly.react(gd, maps[marks.key].data, maps[marks.key].layout).then(apply);
+      return;
+    }}
+    if (!shows) {{ if (++tries < 100) setTimeout(apply, 50); return; }}
     const idx = names.map(n => gd.data.findIndex(t => t.name === n));
     if (idx.some(i => i < 0)) return;
     const field = (f) => names.map(n => marks[n][f]);
-    window.Plotly.restyle(gd, {{x: field('x'), y: field('y'), hovertext: field('hovertext'),
-                               showlegend: names.map(n => marks[n].x.length > 0)}}, idx);
+    Plotly.restyle(gd, {{x: field('x'), y: field('y'), hovertext: field('hovertext'),
+                         showlegend: names.map(n => marks[n].x.length > 0)}}, idx);
   }};
   apply();
 }}
 """
+#: Separates the keys of the maps a page holds in ``map_key``.
+KEY_SEPARATOR = "|"
 
 
 class DetailActions:
@@ -127,12 +141,13 @@ class DetailActions:
                  shown_map: str = "") -> tuple:
         """One document as retriever ``retriever`` sees it: (description HTML, image with
         CIEA's complementary-patch heat map where available, UMAP plot, the map's markers, the
-        map's key). ``shown_map`` is the key of the map the caller already shows: when it is
-        this retriever's, the plot is left as it is (``gr.skip()``) and only the markers travel."""
+        keys of the maps the caller then holds). ``shown_map`` lists the maps the caller holds
+        (``KEY_SEPARATOR``-separated keys): when this retriever's is one of them, the plot is
+        left as it is (``gr.skip()``) and only the markers travel."""
         return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE,
                                               shown_map or ""),
                        lambda msg: (f'<div class="ciea-notice" role="status">{html.escape(msg)}</div>', None,
-                                    notice_figure(msg, width=NOTICE_WIDTH), {}, ""), "document view")
+                                    notice_figure(msg, width=NOTICE_WIDTH), {}, shown_map or ""), "document view")
 
     def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool, shown_map: str):
         service = self.service
@@ -174,17 +189,20 @@ class DetailActions:
         return ("".join(lines), picture, *self._plot(corpus, retriever, view.position, query, shown_map))
 
     def _plot(self, corpus: str, retriever: str, position: int, query: str, shown_map: str) -> tuple:
-        """(plot or ``gr.skip()``, markers, map key) for one document's place in the map."""
+        """(plot or ``gr.skip()``, markers, the keys of the maps the caller then holds) for one
+        document's place in its retriever's map."""
+        held = [k for k in shown_map.split(KEY_SEPARATOR) if k]
         artefacts = self.service.geometry(corpus, retriever)
         if artefacts.projection is None:
             return notice_figure(" ".join(artefacts.errors) or "No UMAP projection for this retriever.",
-                                 width=NOTICE_WIDTH), {}, ""
+                                 width=NOTICE_WIDTH), {}, shown_map
         key = f"{corpus}/{retriever}"
         point = self.service.query_point(corpus, retriever, query) if query else None
-        marks = {"key": key, **map_marks(artefacts.projection.coords, position, point, query)}
-        if shown_map == key:
-            return gr.skip(), marks, key
-        return self._map(corpus, retriever, artefacts.projection.coords, marks), marks, key
+        marks = {"key": key, "sent": key not in held, **map_marks(artefacts.projection.coords, position, point, query)}
+        if not marks["sent"]:
+            return gr.skip(), marks, shown_map
+        plot = self._map(corpus, retriever, artefacts.projection.coords, marks)
+        return plot, marks, KEY_SEPARATOR.join([*held, key])
 
     def _map(self, corpus: str, retriever: str, coords, marks: dict) -> PlotData:
         """This retriever's map with ``marks`` filled in (its clouds built once, then reused)."""
