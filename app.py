@@ -28,8 +28,9 @@ from ciea.service import SearchService
 from ciea.ui.about import about_markdown, towers_markdown
 from ciea.ui.benchmark_tab import BenchmarkActions, build_benchmark_tab
 from ciea.ui.common import guarded, retriever_choices, towers_of
-from ciea.ui.detail import DetailActions, build_detail_view
+from ciea.ui.detail import MARKS_JS, DetailActions, build_detail_view
 from ciea.ui.geometry_tab import GeometryActions, build_geometry_tab, default_retriever
+from ciea.ui.plots import THUMB_HOVER_JS
 from ciea.ui.results import availability_html, message_html
 from ciea.ui.search_tab import COPY_LINK_JS, SearchActions, build_search_tab
 from ciea.ui.style import CSS, THEME
@@ -177,14 +178,22 @@ def build_demo(service: SearchService) -> gr.Blocks:
                      show_progress="hidden")
         s.copy_link.click(None, None, None, js=COPY_LINK_JS, api_name="copy_link", api_visibility="private")
 
-        # Detail view: a click on any result card opens the sidebar, then /document fills it.
+        # Detail view: a click on any result card opens the sidebar, then /document fills it; the
+        # map's clouds travel once per corpus and retriever, later clicks move only its markers.
+        shown = [d.info, d.image, d.plot, d.marks, d.map_key]
         gr.on([s.results.click, b.results.click], detail.select, None,
               [d.corpus, d.retriever, d.doc_id, d.query, d.sidebar, d.scale], api_name="select_result",
               api_visibility="private", show_progress="hidden", queue=False
-              ).then(on_gpu(detail.document), [d.corpus, d.retriever, d.doc_id, d.query],
-                     [d.info, d.image, d.plot], api_name="document")
-        d.scale.input(on_gpu(detail.document), [d.corpus, d.retriever, d.doc_id, d.query, d.scale],
-                       [d.info, d.image, d.plot], api_name="document_scale", api_visibility="private")
+              ).then(on_gpu(detail.document), [d.corpus, d.retriever, d.doc_id, d.query, d.scale, d.map_key],
+                     shown, api_name="document"
+              ).then(None, d.marks, None, js=MARKS_JS, api_name="move_marks", api_visibility="private",
+                     show_progress="hidden", queue=False)
+        d.scale.input(on_gpu(detail.document), [d.corpus, d.retriever, d.doc_id, d.query, d.scale, d.map_key],
+                      shown, api_name="document_scale", api_visibility="private"
+                      ).then(None, d.marks, None, js=MARKS_JS, api_name="move_marks_scale", api_visibility="private",
+                             show_progress="hidden", queue=False)
+        demo.load(None, None, None, js=THUMB_HOVER_JS, api_name="map_previews", api_visibility="private",
+                  queue=False)
         d.search_image.click(on_gpu(search.search_by_document), [d.corpus, d.doc_id, s.retrievers, s.k],
                              [s.results, s.raw], api_name="search_by_document", api_visibility="private",
                              concurrency_limit=IMAGE_CONCURRENCY, concurrency_id="image")

@@ -360,6 +360,13 @@ class SearchService:
         return DocumentView(corpus, doc_id, doc.text, doc.category, document_image(docs, doc),
                             self.catalogue.position(corpus, doc_id))
 
+    def thumbnails(self, corpus: str) -> list[Path | None]:
+        """Each document's image file in corpus order, None where it has none or it is not on
+        disk yet (scenes are drawn on demand); for hover previews, so nothing is rendered here."""
+        docs = self.corpus(corpus)
+        paths = [docs.image_path(doc) for doc in docs.documents]
+        return [p if p is not None and p.is_file() else None for p in paths]
+
     def patch_weights(self, corpus: str, name: str, doc_id: str) -> np.ndarray | None:
         """The (g, g) complementary-patch weights of a document under retriever ``name``
         (1 = the caption does not cover that region), or None when the retriever has none."""

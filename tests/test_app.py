@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from conftest import GEOMETRY_REPORT, GEOMETRY_SHIFT, write_synthetic_geometry
@@ -24,12 +25,21 @@ from ciea.data.schema import split_query_files, write_jsonl
 from ciea.geometry import load_report
 from ciea.images import ImageInputError
 from ciea.service import ResultRow, SearchResponse, SearchService, normalise_query
+from ciea.ui.detail import DetailActions
 from ciea.ui.geometry_tab import expected_seconds
 from ciea.ui.heatmap import MAX_ALPHA, TINT, heat_map, patch_overlay, stretch
 from ciea.ui.plots import statistics_rows, umap_figure
 from ciea.ui.benchmark import benchmark_rows, mrr_interval
 from ciea.ui.examples import curated, examples_for, expectation
-from ciea.ui.results import SCORES_NOTE, Verdict, best_columns, column_verdict, results_html, ties
+from ciea.ui.results import (
+    SCORES_NOTE,
+    Verdict,
+    best_columns,
+    column_verdict,
+    results_html,
+    thumbnail_urls,
+    ties,
+)
 from ciea.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,6 +302,59 @@ def test_geometry_artefacts_missing_then_present(tiny_built, tmp_path):
             service.recompute_w2("tiny", "text-dense", bad)
 
 
+def test_detail_map_sends_its_clouds_once_then_only_the_markers(tiny_built, tmp_path):
+    indexes = tmp_path / "indexes"
+    shutil.copytree(tiny_built.indexes_dir, indexes)
+    service = SearchService(dataclasses.replace(tiny_built, indexes_dir=indexes))
+    vectors = service.backbone.encode_text([d.text for d in service.corpus("tiny")])
+    write_synthetic_geometry(indexes / "tiny" / "text-dense", vectors)
+    detail = DetailActions(service)
+    coords = service.geometry("tiny", "text-dense").projection.coords
+    frog = service.document("tiny", "animals/frog.png").position
+
+    info, _, plot, marks, key = detail.document("tiny", "text-dense", "animals/frog.png", "a frog")
+    assert "A frog." in info and key == "tiny/text-dense" and marks["key"] == key
+    figure = json.loads(plot.plot)
+    assert figure["layout"]["meta"]["ciea_map"] == key
+    thumbs = figure["layout"]["meta"]["thumbs"]
+    assert thumbs["base"].startswith("/gradio_api/file=") and "frog" in thumbs["paths"][frog]
+    by_name = {t["name"]: t for t in figure["data"]}
+    assert "customdata" in by_name["image"] and "customdata" not in by_name["text"]  # captions have no picture
+    assert by_name["this document"]["x"] == marks["this document"]["x"] == [
+        round(float(coords[c][frog][0]), 4) for c in coords]
+    assert len(marks["query"]["x"]) == 1 and [t["name"] for t in figure["data"]][-2:] == ["this document", "query"]
+
+    # the browser already shows these clouds: the plot is left alone and only the markers travel
+    _, _, plot, later, key = detail.document("tiny", "text-dense", "food/orange.png", "", shown_map=key)
+    assert plot == gr.skip() and key == "tiny/text-dense"
+    assert later["query"]["x"] == [] and len(later["this document"]["x"]) == len(coords)
+    assert len(json.dumps(later)) * 20 < len(plot_payload := json.dumps(figure)) and plot_payload
+    assert later["sent"] is False and marks["sent"] is True
+    # the page may hold several maps; a retriever without one gets a notice and the keys stay
+    _, _, plot, marks, key = detail.document("tiny", "dual-fused", "food/orange.png", "",
+                                             shown_map="other/ciea|tiny/text-dense")
+    assert key == "other/ciea|tiny/text-dense" and marks == {}
+    assert "No geometry artefacts" in json.dumps(plot.to_plotly_json())
+    _, _, plot, _, key = detail.document("tiny", "text-dense", "food/orange.png", "", shown_map="other/ciea")
+    assert key == "other/ciea|tiny/text-dense" and json.loads(plot.plot)["layout"]["meta"]["ciea_map"] == "tiny/text-dense"
+
+
+def test_about_links_the_three_papers():
+    from ciea.ui.about import about_markdown
+
+    text = about_markdown("")
+    for arxiv in ("2601.04571", "2509.25638", "2506.08774"):
+        assert f"[arXiv:{arxiv}](https://arxiv.org/abs/{arxiv})" in text
+    assert "Enhancing Multimodal Retrieval via Complementary" in text and "How to cite" in text
+
+
+def test_thumbnail_urls_share_one_prefix():
+    urls = thumbnail_urls([Path("/srv/a/thumbs/x y.png"), None, Path("/srv/a/thumbs/sub/z.png")])
+    assert urls["base"] == "/gradio_api/file=/srv/a/thumbs/"
+    assert urls["paths"] == ["x%20y.png", None, "sub/z.png"]
+    assert thumbnail_urls([None, None]) == {"base": "", "paths": [None, None]}
+
+
 # -- the launched app ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -400,12 +463,14 @@ def test_search_by_image_endpoint(client, tmp_path):
 
 
 def test_document_endpoint_shows_the_image_relevance_and_map(client):
-    info, image, plot = client.predict("stamps", "text-dense", ELEPHANT, "an elephant", api_name="/document")
+    info, image, plot, marks, key = client.predict("stamps", "text-dense", ELEPHANT, "an elephant",
+                                                   api_name="/document")
     assert "An elephant." in info and "<b>relevant</b>" in info and "only CIEA" in info
     assert Path(image).is_file()
     traces = {t["name"] for t in plot_data(plot)}
     assert {"text", "image", "document", "this document", "query"} <= traces
-    info, _, _ = client.predict("stamps", "text-dense", "no/such.png", "", api_name="/document")
+    assert key == "stamps/text-dense" and len(marks["query"]["x"]) == 1
+    info, _, _, _, _ = client.predict("stamps", "text-dense", "no/such.png", "", api_name="/document")
     assert "No document" in info
 
 

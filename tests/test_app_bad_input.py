@@ -183,7 +183,7 @@ def test_markup_in_captions_and_queries_is_never_live(evil_app):
     assert {r["text"] for r in rows} == {f"A red ball. {EVIL}"}  # kept as text in the API output
     assert EVIL in html.replace("&lt;", "<").replace("&gt;", ">")  # shown to the user, escaped
     assert not live_markup(html)
-    info, _, _ = client.predict("xss", "text-dense", rows[0]["doc_id"], EVIL, api_name="/document")
+    info, _, _, _, _ = client.predict("xss", "text-dense", rows[0]["doc_id"], EVIL, api_name="/document")
     assert "A red ball." in info and not live_markup(info)
     with urllib.request.urlopen(evil_app, timeout=30) as resp:
         page = resp.read().decode("utf-8", "replace")

@@ -114,6 +114,33 @@ def verdicts(page, scope: str = "#ciea-results") -> dict[str, tuple[str, bool]]:
     return {name: (text, best) for name, text, best in cells}
 
 
+def on_map(expr: str) -> str:
+    """A page function of one argument ``m`` that evaluates ``expr`` over the detail view's
+    Plotly map ``gd`` (null while there is none)."""
+    return ("(m) => { const gd = document.querySelector('#ciea-detail-map .js-plotly-plot');"
+            f" return gd && gd.data ? ({expr}) : null; }}")
+
+
+def assert_thumbnail_on_hover(page, scope: str, shot: str) -> None:
+    """The pointer over an image point of the map in ``scope`` shows that document's thumbnail
+    (screenshot ``shot`` taken while it shows)."""
+    where = page.evaluate("""(scope) => {
+        const gd = document.querySelector(scope + ' .js-plotly-plot');
+        const i = gd.data.findIndex(t => t.name === 'image' || (t.customdata && t.visible !== 'legendonly'));
+        const t = gd._fullData[i], L = gd._fullLayout, box = gd.getBoundingClientRect();
+        const j = Math.floor(t.x.length / 2);
+        return {x: box.left + L._size.l + L.xaxis.l2p(t.x[j]), y: box.top + L._size.t + L.yaxis.l2p(t.y[j])};
+    }""", scope)
+    page.mouse.move(where["x"] - 30, where["y"] - 30)
+    page.mouse.move(where["x"], where["y"], steps=5)
+    page.wait_for_function("() => { const t = document.querySelector('#ciea-map-thumb');"
+                           " return t && !t.hidden && t.complete && t.naturalWidth > 0; }")
+    assert "/gradio_api/file=" in page.get_attribute("#ciea-map-thumb", "src")
+    page.screenshot(path=str(ARTIFACTS / shot))
+    page.mouse.move(1, 1)
+    page.wait_for_function("() => document.querySelector('#ciea-map-thumb').hidden")
+
+
 def assert_grid_usable(page, scope: str = "#ciea-results") -> None:
     assert len(card_retrievers(page, scope)) >= 2
     assert page.evaluate(OVERLAPS_JS, scope) == []
@@ -154,7 +181,8 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     assert page.locator("#ciea-detail .cap").count() == 0  # marking does not open the detail view
     page.screenshot(path=str(ARTIFACTS / "search-marked-1280x720.png"))
 
-    card = page.locator("#ciea-results .ciea-card").nth(1)
+    mapped = page.locator('#ciea-results .ciea-card[data-retriever="text-dense"]')  # has a map on stamps here
+    card = mapped.nth(1)
     caption = card.locator(".cap").inner_text()
     card.focus()
     page.keyboard.press("Enter")  # keyboard users open the detail view too
@@ -164,7 +192,26 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     page.locator("#ciea-results .ciea-grid").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "detail-1280x720.png"))
     page.locator("#ciea-detail .js-plotly-plot").scroll_into_view_if_needed()
+    map_ready = "k => document.querySelector('#ciea-detail-map .js-plotly-plot')?.layout?.meta?.ciea_map === k"
+    page.wait_for_function(map_ready, arg="stamps/text-dense")
+    # clouds first (documents, images, captions), the markers last so they sit on top
+    assert page.evaluate(on_map("gd.data.map(t => t.name)")) == ["document", "image", "text", "this document",
+                                                                    "query"]
+    assert_thumbnail_on_hover(page, "#ciea-detail-map", "detail-map-hover-1280x720.png")
     page.screenshot(path=str(ARTIFACTS / "detail-map-1280x720.png"))
+
+    # A later open on the same retriever moves the markers only: the clouds are not sent again.
+    before = page.evaluate(on_map("{marks: Array.from(gd.data[3].x), clouds: (window.cieaClouds = gd.data[0], 1)}"))
+    # another caption, so another place (documents with equal captions share one here)
+    words = [c.locator(".cap").inner_text().removeprefix(c.locator(".rank").inner_text()).strip()
+             for c in mapped.all()]
+    later = mapped.nth(next(i for i in range(2, len(words)) if words[i] != words[1]))
+    caption = later.locator(".cap").inner_text()
+    later.click()
+    page.wait_for_function("c => c.includes(document.querySelector('#ciea-detail .cap')?.textContent)", arg=caption)
+    page.wait_for_function(on_map("JSON.stringify(Array.from(gd.data[3].x)) !== JSON.stringify(m)"),
+                           arg=before["marks"])
+    assert page.evaluate(on_map("gd.data[0] === window.cieaClouds"))  # the same cloud trace, moved markers
 
     page.locator("#ciea-search-this-image").click()  # the document's image becomes the query
     page.wait_for_function("() => document.querySelector('#ciea-results .ciea-legend')?.textContent"
@@ -180,6 +227,15 @@ def test_projector_with_the_sidebar_open_marks_and_every_tab(browser, app_url):
     page.wait_for_selector("#ciea-umap .js-plotly-plot .gl-container canvas")  # a WebGL scatter
     legend = page.eval_on_selector_all("#ciea-umap .legendtext", "texts => texts.map(t => t.textContent)")
     assert {"text", "image", "document"} <= set(legend)
+    # a legend entry hides its cloud and shows it again
+    entry = page.locator("#ciea-umap g.traces", has=page.locator("text.legendtext", has_text="image")).locator(
+        ".legendtoggle").first
+    visible = "() => document.querySelector('#ciea-umap .js-plotly-plot').data.find(t => t.name === 'image').visible"
+    entry.click()
+    page.wait_for_function(visible + " === 'legendonly'")
+    entry.click()
+    page.wait_for_function(visible + " !== 'legendonly'")
+    assert_thumbnail_on_hover(page, "#ciea-umap", "geometry-hover-1280x720.png")
     page.screenshot(path=str(ARTIFACTS / "geometry-1280x720.png"), full_page=True)
     page.get_by_role("tab", name="Benchmark").click()
     page.wait_for_selector("#ciea-drilldown .ciea-card")

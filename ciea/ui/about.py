@@ -55,11 +55,12 @@ or weights is refused with the exact rebuild command, so the app never mixes spa
 PAPERS = """
 ### Papers
 
-- CIEA: Zeng et al., *Enhancing Multimodal Retrieval via Complementary Information Extraction and Alignment*,
-  ACL 2025. [arXiv:2601.04571](https://arxiv.org/abs/2601.04571)
-- The two further papers this demo draws on, for the GCL-trained baseline (Generalized Contrastive Learning,
-  Lee et al., NeurIPS 2025) and the retrieval setting: [arXiv:2509.25638](https://arxiv.org/abs/2509.25638) and
-  [arXiv:2506.08774](https://arxiv.org/abs/2506.08774).
+- **CIEA** (the method this demo is about): Zeng et al., *Enhancing Multimodal Retrieval via Complementary
+  Information Extraction and Alignment*, ACL 2025. [arXiv:2601.04571](https://arxiv.org/abs/2601.04571)
+- **GCL**, the loss of the `dual-gcl` baseline: Generalized Contrastive Learning, Lee et al., NeurIPS 2025.
+- Two further papers the demo's brief cites: [arXiv:2509.25638](https://arxiv.org/abs/2509.25638) and
+  [arXiv:2506.08774](https://arxiv.org/abs/2506.08774) (their titles are not recorded in this repository;
+  follow the links).
 
 ### How to cite
 

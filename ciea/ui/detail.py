@@ -4,23 +4,30 @@ and where the document and the query sit in that retriever's UMAP.
 It lives in a right-hand sidebar that any results table opens: a click on a card fires the
 table's click event (``CARD_CLICK_JS``), ``DetailActions.select`` copies the card's document,
 retriever and query into hidden fields, and ``/document`` fills the view from them.
+
+The map's clouds (a few hundred kilobytes) travel once per page, corpus and retriever: the
+browser says which maps it holds (``map_key``), and when it holds the one needed ``/document``
+sends only the two marker traces ("this document", "query"); ``MARKS_JS`` shows that map and
+moves them.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 from dataclasses import dataclass
 
 import gradio as gr
-import plotly.graph_objects as go
+from gradio.components.plot import PlotData
 from PIL import Image
 
 from ciea.compat import event_payload
 from ciea.service import SearchService, retriever_title
 from ciea.ui.common import guarded
 from ciea.ui.heatmap import heat_map
-from ciea.ui.plots import SMALL_HEIGHT, notice_figure, umap_figure
+from ciea.ui.plots import MARK_DOCUMENT, MARK_QUERY, SMALL_HEIGHT, map_marks, notice_figure, umap_figure
+from ciea.ui.results import thumbnail_urls
 
 log = logging.getLogger("ciea.app")
 #: Wide enough for the image and its map, narrow enough to leave the results readable.
@@ -41,6 +48,8 @@ class DetailView:
     query: gr.Textbox
     scale: gr.Radio
     search_image: gr.Button
+    map_key: gr.Textbox
+    marks: gr.JSON
 
 
 #: The heat map's two scales: absolute weights (the default) or stretched within one image.
@@ -58,18 +67,63 @@ def build_detail_view() -> DetailView:
                          buttons=["fullscreen", "download"])
         search_image = gr.Button("Search with this image", size="sm", elem_id="ciea-search-this-image")
         scale = gr.Radio([FIXED_SCALE, STRETCHED_SCALE], value=FIXED_SCALE, label="Heat map scale (CIEA)")
-        plot = gr.Plot(label="Where the document and the query sit in this retriever's UMAP")
+        # A placeholder figure, so the page loads the plotting library before the first click.
+        plot = gr.Plot(notice_figure("Click a result card to see where it sits in its retriever's map.",
+                                     width=NOTICE_WIDTH),
+                       label="Where the document and the query sit in this retriever's UMAP",
+                       elem_id="ciea-detail-map")
         # What was clicked; hidden, but inputs of /document so API clients pass them directly.
         corpus = gr.Textbox(visible=False)
         retriever = gr.Textbox(visible=False)
         doc_id = gr.Textbox(visible=False)
         query = gr.Textbox(visible=False)
-    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image)
+        # The maps the page holds ("corpus/retriever" keys, "|"-separated), and the markers.
+        map_key = gr.Textbox(visible=False)
+        marks = gr.JSON(visible=False)
+    return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image, map_key,
+                      marks)
+
+
+#: Runs after every ``/document``: shows the map of ``marks.key`` and moves its two marker traces.
+#: A map the server has just sent (``marks.sent``) is drawn by Gradio's plot component: the script
+#: waits up to 5 s for it (``layout.meta.ciea_map``) and keeps it in ``window.cieaMaps``; a map
+#: sent earlier on this page is drawn again from there. ``window.Plotly`` is the copy Gradio's
+#: plot component loads.
+MARKS_JS = f"""
+(marks) => {{
+  if (!marks || !marks.key) return;
+  const maps = window.cieaMaps = window.cieaMaps || {{}};
+  const names = [{json.dumps(MARK_DOCUMENT)}, {json.dumps(MARK_QUERY)}];
+  let tries = 0;
+  const apply = () => {{
+    const gd = document.querySelector('#ciea-detail-map .js-plotly-plot');
+    const Plotly = window.Plotly;
+    const shows = gd && Plotly && gd.data && gd.layout && gd.layout.meta && gd.layout.meta.ciea_map === marks.key;
+    if (shows && !maps[marks.key]) maps[marks.key] = {{data: gd.data, layout: gd.layout}};
+    if (!shows && !marks.sent && gd && Plotly && maps[marks.key]) {{
+      Plotly.react(gd, maps[marks.key].data, maps[marks.key].layout).then(apply);
+      return;
+    }}
+    if (!shows) {{ if (++tries < 100) setTimeout(apply, 50); return; }}
+    const idx = names.map(n => gd.data.findIndex(t => t.name === n));
+    if (idx.some(i => i < 0)) return;
+    const field = (f) => names.map(n => marks[n][f]);
+    Plotly.restyle(gd, {{x: field('x'), y: field('y'), hovertext: field('hovertext'),
+                         showlegend: names.map(n => marks[n].x.length > 0)}}, idx);
+  }};
+  apply();
+}}
+"""
+#: Separates the keys of the maps a page holds in ``map_key``.
+KEY_SEPARATOR = "|"
 
 
 class DetailActions:
     def __init__(self, service: SearchService) -> None:
         self.service = service
+        #: Each (corpus, retriever)'s map with empty markers, as Plotly JSON (the artefacts never
+        #: change while serving, so a first open on a new page only fills in the markers).
+        self._maps: dict[tuple[str, str], dict] = {}
 
     @staticmethod
     def close() -> gr.Sidebar:
@@ -84,15 +138,19 @@ class DetailActions:
         fields = ("corpus", "retriever", "doc_id", "query")
         return (*(str(data.get(f) or "") for f in fields), gr.Sidebar(open=True), gr.Radio(value=FIXED_SCALE))
 
-    def document(self, corpus: str, retriever: str, doc_id: str, query: str, scale: str = FIXED_SCALE
-                 ) -> tuple[str, Image.Image | str | None, go.Figure]:
+    def document(self, corpus: str, retriever: str, doc_id: str, query: str, scale: str = FIXED_SCALE,
+                 shown_map: str = "") -> tuple:
         """One document as retriever ``retriever`` sees it: (description HTML, image with
-        CIEA's complementary-patch heat map where available, UMAP plot)."""
-        return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE),
+        CIEA's complementary-patch heat map where available, UMAP plot, the map's markers, the
+        keys of the maps the caller then holds). ``shown_map`` lists the maps the caller holds
+        (``KEY_SEPARATOR``-separated keys): when this retriever's is one of them, the plot is
+        left as it is (``gr.skip()``) and only the markers travel."""
+        return guarded(lambda: self._document(corpus, retriever, doc_id, query or "", scale == STRETCHED_SCALE,
+                                              shown_map or ""),
                        lambda msg: (f'<div class="ciea-notice" role="status">{html.escape(msg)}</div>', None,
-                                    notice_figure(msg, width=NOTICE_WIDTH)), "document view")
+                                    notice_figure(msg, width=NOTICE_WIDTH), {}, shown_map or ""), "document view")
 
-    def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool):
+    def _document(self, corpus: str, retriever: str, doc_id: str, query: str, stretched: bool, shown_map: str):
         service = self.service
         view = service.document(corpus, doc_id)
         state = service.retriever(corpus, retriever)
@@ -129,15 +187,34 @@ class DetailActions:
                          f"{float(weights.max()):.2f}, mean {float(weights.mean()):.2f}.</p>")
         elif view.image is not None:
             lines.append("<p>Heat map: only CIEA computes complementary-patch weights; this retriever has none.</p>")
-        return "".join(lines), picture, self._plot(corpus, retriever, view.position, query)
+        return ("".join(lines), picture, *self._plot(corpus, retriever, view.position, query, shown_map))
 
-    def _plot(self, corpus: str, retriever: str, position: int, query: str) -> go.Figure:
+    def _plot(self, corpus: str, retriever: str, position: int, query: str, shown_map: str) -> tuple:
+        """(plot or ``gr.skip()``, markers, the keys of the maps the caller then holds) for one
+        document's place in its retriever's map."""
+        held = [k for k in shown_map.split(KEY_SEPARATOR) if k]
         artefacts = self.service.geometry(corpus, retriever)
         if artefacts.projection is None:
             return notice_figure(" ".join(artefacts.errors) or "No UMAP projection for this retriever.",
-                                 width=NOTICE_WIDTH)
-        docs = self.service.corpus(corpus).documents
+                                 width=NOTICE_WIDTH), {}, shown_map
+        key = f"{corpus}/{retriever}"
         point = self.service.query_point(corpus, retriever, query) if query else None
-        return umap_figure(artefacts.projection.coords, [d.text for d in docs], [d.doc_id for d in docs],
-                           [d.category for d in docs], "modality", point, query, highlight=position,
-                           height=SMALL_HEIGHT + 60, opacity=0.25)
+        marks = {"key": key, "sent": key not in held, **map_marks(artefacts.projection.coords, position, point, query)}
+        if not marks["sent"]:
+            return gr.skip(), marks, shown_map
+        plot = self._map(corpus, retriever, artefacts.projection.coords, marks)
+        return plot, marks, KEY_SEPARATOR.join([*held, key])
+
+    def _map(self, corpus: str, retriever: str, coords, marks: dict) -> PlotData:
+        """This retriever's map with ``marks`` filled in (its clouds built once, then reused)."""
+        base = self._maps.get((corpus, retriever))
+        if base is None:
+            docs = self.service.corpus(corpus).documents
+            fig = umap_figure(coords, [d.text for d in docs], [d.doc_id for d in docs], [d.category for d in docs],
+                              "modality", height=SMALL_HEIGHT + 60, opacity=0.25,
+                              thumbs=thumbnail_urls(self.service.thumbnails(corpus)), key=marks["key"],
+                              always_marks=True)
+            base = self._maps[(corpus, retriever)] = json.loads(fig.to_json())
+        data = [dict(trace, **marks[trace["name"]], showlegend=bool(marks[trace["name"]]["x"]))
+                if trace.get("name") in (MARK_DOCUMENT, MARK_QUERY) else trace for trace in base["data"]]
+        return PlotData(type="plotly", plot=json.dumps({**base, "data": data}))

@@ -27,6 +27,7 @@ from ciea.ui.plots import (
     statistics_rows,
     umap_figure,
 )
+from ciea.ui.results import thumbnail_urls
 
 DEFAULT_W2_SAMPLES = 500
 #: Exact OT cost grows with the cube of the sample size; used to pace the progress bar.
@@ -159,7 +160,8 @@ class GeometryActions:
                 notes.append("The query could not be placed: this projection was fitted on vectors of another width.")
             title = f"{retriever_title(retriever)}: {len(docs)} documents per cloud"
             scatter = umap_figure(artefacts.projection.coords, [d.text for d in docs], [d.doc_id for d in docs],
-                                  [d.category for d in docs], colour_by, point, query, title=title)
+                                  [d.category for d in docs], colour_by, point, query, title=title,
+                                  thumbs=thumbnail_urls(service.thumbnails(corpus)))
         else:
             scatter = notice_figure("No UMAP projection for this retriever (see the note above).", height=320)
         report = artefacts.report

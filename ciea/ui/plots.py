@@ -26,8 +26,60 @@ MODALITY_SYMBOLS = {"text": "circle", "image": "diamond", "document": "square-op
 MODALITY_SIZES = {"document": 9, "image": 6, "text": 4}
 #: Clouds are drawn in this order (unknown ones first).
 DRAW_ORDER = ("document", "image", "text")
+#: Clouds whose points are pictures (a hover shows the document's thumbnail); text points are captions.
+PREVIEW_CLOUDS = ("image", "document")
+#: Names of the marker traces (the browser finds them by name to move them: ciea/ui/detail.py).
+MARK_DOCUMENT = "this document"
+MARK_QUERY = "query"
 CATEGORY_COLOURS = qualitative.Dark24
 COLOUR_MODES = ("modality", "category")
+
+#: The browser side of ``thumbs``: one floating <img> (``#ciea-map-thumb``) that shows the
+#: thumbnail of the image or document point under the pointer, on every Plotly map that carries
+#: ``layout.meta.thumbs``. Installed once per page (``demo.load``); it (re)binds to a plot when
+#: the pointer enters it, because Gradio may redraw a plot (and drop its listeners) at any time.
+THUMB_HOVER_JS = """
+() => {
+  if (window.cieaThumbs) return;
+  window.cieaThumbs = true;
+  const tip = document.createElement('img');
+  tip.id = 'ciea-map-thumb'; tip.alt = ''; tip.hidden = true;
+  tip.addEventListener('error', () => { tip.hidden = true; });
+  document.body.appendChild(tip);
+  let pointer = {x: 0, y: 0};
+  document.addEventListener('mousemove', (e) => { pointer = {x: e.clientX, y: e.clientY}; }, {passive: true});
+  const place = () => {
+    const size = 132, gap = 18;
+    const x = pointer.x + gap + size > window.innerWidth ? pointer.x - gap - size : pointer.x + gap;
+    const y = pointer.y + gap + size > window.innerHeight ? pointer.y - gap - size : pointer.y + gap;
+    tip.style.left = Math.max(0, x) + 'px'; tip.style.top = Math.max(0, y) + 'px';
+  };
+  const hide = () => { tip.hidden = true; };
+  const bind = (gd) => {
+    if (!gd.cieaShow) {
+      gd.cieaShow = (ev) => {
+        const thumbs = gd.layout && gd.layout.meta && gd.layout.meta.thumbs;
+        const point = ev && ev.points && ev.points[0];
+        const row = point ? Number(point.customdata) : NaN;
+        const rel = thumbs && Number.isInteger(row) ? thumbs.paths[row] : null;
+        if (!rel) { hide(); return; }
+        const src = thumbs.base + rel;
+        if (tip.getAttribute('src') !== src) tip.src = src;
+        place(); tip.hidden = false;
+      };
+    }
+    gd.removeListener('plotly_hover', gd.cieaShow); gd.on('plotly_hover', gd.cieaShow);
+    gd.removeListener('plotly_unhover', hide); gd.on('plotly_unhover', hide);
+  };
+  document.addEventListener('mouseover', (e) => {
+    const gd = e.target && e.target.closest ? e.target.closest('.js-plotly-plot') : null;
+    if (gd && typeof gd.on === 'function') bind(gd);
+  }, true);
+  document.addEventListener('mouseout', (e) => {
+    if (e.target && e.target.closest && e.target.closest('.js-plotly-plot') && !e.relatedTarget?.closest?.('.js-plotly-plot')) hide();
+  }, true);
+}
+"""
 
 
 def _layout(fig: go.Figure, height: int, title: str = "", legend: dict | None = None, **kwargs) -> go.Figure:
@@ -53,12 +105,38 @@ def top_category(category: str) -> str:
     return category.split("/", 1)[0] or "uncategorised"
 
 
+def map_marks(coords: Mapping[str, np.ndarray], highlight: int | None = None,
+              query_xy: np.ndarray | None = None, query_label: str = "") -> dict[str, dict]:
+    """The points of the two marker traces drawn over a UMAP: "this document" (row
+    ``highlight`` of every cloud) and "query"; each {x, y, hovertext}, empty when absent.
+    Small on purpose: the detail view sends only these when its map's clouds are already shown."""
+    doc = {"x": [], "y": [], "hovertext": []}
+    if highlight is not None:
+        for cloud, xy in coords.items():
+            xy = np.asarray(xy)
+            if highlight < len(xy):
+                doc["x"].append(round(float(xy[highlight][0]), 4))
+                doc["y"].append(round(float(xy[highlight][1]), 4))
+                doc["hovertext"].append(f"this document ({cloud})")
+    query = {"x": [], "y": [], "hovertext": []}
+    if query_xy is not None:
+        query = {"x": [round(float(query_xy[0]), 4)], "y": [round(float(query_xy[1]), 4)],
+                 "hovertext": [html.escape(query_label)]}
+    return {MARK_DOCUMENT: doc, MARK_QUERY: query}
+
+
 def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_ids: Sequence[str],
                 categories: Sequence[str], colour_by: str = "modality", query_xy: np.ndarray | None = None,
                 query_label: str = "", highlight: int | None = None, title: str = "",
-                height: int = SCATTER_HEIGHT, opacity: float = 0.55) -> go.Figure:
+                height: int = SCATTER_HEIGHT, opacity: float = 0.55, thumbs: Mapping | None = None,
+                key: str = "", always_marks: bool = False) -> go.Figure:
     """UMAP scatter of a retriever's clouds (each in corpus order), optional query marker and
-    one highlighted document (shown in every cloud it appears in)."""
+    one highlighted document (shown in every cloud it appears in).
+
+    ``thumbs`` ({"base": URL prefix, "paths": one per document or None}) puts each image and
+    document point's row in its ``customdata`` and the list in ``layout.meta``, for the hover
+    preview (``THUMB_HOVER_JS``); ``key`` names the clouds in ``layout.meta`` too. With
+    ``always_marks`` both marker traces exist even when empty, so the browser can move them."""
     if colour_by not in COLOUR_MODES:
         raise ValueError(f"colour_by must be one of {COLOUR_MODES}, got {colour_by!r}")
     hover = [f"<b>{html.escape(c)}</b><br>{html.escape(d)}" for c, d in zip(captions, doc_ids)]
@@ -68,10 +146,12 @@ def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_i
     for cloud, xy in ordered:
         xy = np.asarray(xy)
         size = MODALITY_SIZES.get(cloud, 6)
+        previews = thumbs is not None and cloud in PREVIEW_CLOUDS  # a caption point has no picture
         if colour_by == "modality":
             fig.add_trace(go.Scattergl(
                 x=xy[:, 0], y=xy[:, 1], mode="markers", name=cloud, hovertext=hover[:len(xy)],
                 hovertemplate=f"%{{hovertext}}<br>{cloud}<extra></extra>",
+                customdata=np.arange(len(xy), dtype=np.int32) if previews else None,
                 marker={"size": size, "color": MODALITY_COLOURS.get(cloud, "#6b7280"), "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
             continue
@@ -81,22 +161,26 @@ def umap_figure(coords: Mapping[str, np.ndarray], captions: Sequence[str], doc_i
                 x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=group, legendgroup=group,
                 showlegend=cloud == ordered[0][0], hovertext=[hover[j] for j in rows],
                 hovertemplate=f"%{{hovertext}}<br>{cloud} · {html.escape(group)}<extra></extra>",
+                customdata=np.asarray(rows, dtype=np.int32) if previews else None,
                 marker={"size": size, "color": CATEGORY_COLOURS[i % len(CATEGORY_COLOURS)], "opacity": opacity,
                             "symbol": MODALITY_SYMBOLS.get(cloud, "circle")}))
     # The current document and the query are drawn last, on the same WebGL layer as the clouds,
     # so they sit on top; which cloud a ring marks is in its hover text, not printed beside it.
-    if highlight is not None:
-        points = [(cloud, np.asarray(xy)[highlight]) for cloud, xy in coords.items() if highlight < len(xy)]
+    marks = map_marks(coords, highlight, query_xy, query_label)
+    doc, query = marks[MARK_DOCUMENT], marks[MARK_QUERY]
+    if doc["x"] or always_marks:
         fig.add_trace(go.Scattergl(
-            x=[p[1][0] for p in points], y=[p[1][1] for p in points], mode="markers", name="this document",
-            hovertext=[f"this document ({p[0]})" for p in points], hovertemplate="%{hovertext}<extra></extra>",
+            **doc, mode="markers", name=MARK_DOCUMENT, showlegend=bool(doc["x"]),
+            hovertemplate="%{hovertext}<extra></extra>",
             marker={"size": 18, "symbol": "circle", "color": "rgba(0,0,0,0)",
                     "line": {"width": 3, "color": "#111827"}}))
-    if query_xy is not None:
+    if query["x"] or always_marks:
         fig.add_trace(go.Scattergl(
-            x=[float(query_xy[0])], y=[float(query_xy[1])], mode="markers", name="query",
-            hovertext=[html.escape(query_label)], hovertemplate="query: %{hovertext}<extra></extra>",
+            **query, mode="markers", name=MARK_QUERY, showlegend=bool(query["x"]),
+            hovertemplate="query: %{hovertext}<extra></extra>",
             marker={"size": 20, "symbol": "star", "color": "#facc15", "line": {"width": 2, "color": "#111827"}}))
+    if thumbs is not None or key:
+        fig.update_layout(meta={"ciea_map": key, "thumbs": dict(thumbs) if thumbs is not None else None})
     fig.update_xaxes(showticklabels=False, title=None, zeroline=False)
     fig.update_yaxes(showticklabels=False, title=None, zeroline=False)
     if height < SCATTER_HEIGHT:  # small (detail view): legend under the plot, not beside it

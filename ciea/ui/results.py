@@ -18,6 +18,7 @@ the detail view for any of them.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,18 @@ element.addEventListener('keydown', (e) => {
 def file_url(path: Path) -> str:
     """URL under which Gradio serves a file inside its static paths."""
     return "/gradio_api/file=" + quote(str(Path(path).resolve()))
+
+
+def thumbnail_urls(paths: Sequence[Path | None]) -> dict:
+    """Compact hover-preview URLs for a map: {"base": URL of the folder the images share,
+    "paths": each path below it, URL-quoted, or None}. One shared prefix keeps the list small
+    (it travels with every map's clouds)."""
+    existing = [Path(p).resolve() for p in paths if p is not None]
+    if not existing:
+        return {"base": "", "paths": [None] * len(paths)}
+    root = Path(os.path.commonpath([p.parent for p in existing]))
+    return {"base": file_url(root) + "/",
+            "paths": [None if p is None else quote(Path(p).resolve().relative_to(root).as_posix()) for p in paths]}
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,11 @@ CSS = """
 .ciea-detail .cap { font-size: 1.15em; font-weight: 600; overflow-wrap: anywhere; }
 .ciea-detail .meta { opacity: .75; overflow-wrap: anywhere; }
 #ciea-about th, #ciea-about td:first-child { white-space: nowrap; }
+#ciea-about td:first-child code { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
+#ciea-map-thumb { position: fixed; z-index: 1000; width: 132px; height: 132px; object-fit: contain;
+  background: #fff; border: 1px solid #9ca3af; border-radius: 6px; box-shadow: 0 4px 14px rgba(0,0,0,.25);
+  pointer-events: none; }
+#ciea-map-thumb[hidden] { display: none; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
   clip: rect(0, 0, 0, 0); white-space: nowrap; border: 0; }
 """
