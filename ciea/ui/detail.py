@@ -78,7 +78,7 @@ def build_detail_view() -> DetailView:
         doc_id = gr.Textbox(visible=False)
         query = gr.Textbox(visible=False)
         # The maps the page holds ("corpus/retriever" keys, "|"-separated), and the markers.
-        map_key = gr.Textbox(visible=False)
+        map_key = gr.Textbox(value="", visible=False)
         marks = gr.JSON(visible=False)
     return DetailView(sidebar, info, image, plot, corpus, retriever, doc_id, query, scale, search_image, map_key,
                       marks)
