@@ -57,10 +57,10 @@ PAPERS = """
 
 - **CIEA** (the method this demo is about): Zeng et al., *Enhancing Multimodal Retrieval via Complementary
   Information Extraction and Alignment*, ACL 2025. [arXiv:2601.04571](https://arxiv.org/abs/2601.04571)
-- **GCL**, the loss of the `dual-gcl` baseline: Generalized Contrastive Learning, Lee et al., NeurIPS 2025.
-- Two further papers the demo's brief cites: [arXiv:2509.25638](https://arxiv.org/abs/2509.25638) and
-  [arXiv:2506.08774](https://arxiv.org/abs/2506.08774) (their titles are not recorded in this repository;
-  follow the links).
+- **GCL**, the loss of the `dual-gcl` baseline: Lee et al., *Generalized Contrastive Learning for Universal
+  Multimodal Retrieval*, NeurIPS 2025. [arXiv:2509.25638](https://arxiv.org/abs/2509.25638)
+- A further paper the demo's brief cites: [arXiv:2506.08774](https://arxiv.org/abs/2506.08774) (its title
+  is not recorded in this repository; follow the link).
 
 ### How to cite
 
