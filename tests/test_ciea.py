@@ -133,7 +133,8 @@ def top1(query_vectors: np.ndarray, doc_vectors: np.ndarray) -> float:
 
 def test_ciea_overfits_eight_pairs_and_checkpoint_round_trips(bundled, tmp_path):
     split = synthetic_split(bundled, image_only=False)
-    config = TrainConfig(epochs=40, batch_size=8, lr=3e-3, patience=40, seed=0, weight_decay=0.0)
+    # patience 3: dev (= these eight pairs) reaches MRR 1.0 early; 37 more epochs only cost time
+    config = TrainConfig(epochs=40, batch_size=8, lr=3e-3, patience=3, seed=0, weight_decay=0.0)
     head, extra, history = train_ciea(bundled, split, [split], config, progress=False)
     queries = bundled.encode_text(QUERIES)
     docs = encode_ciea_documents(bundled, head, split.features.image.patches, [d.text for d in split.documents],
