@@ -210,13 +210,6 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
         parts += [table(FIGURE_COLUMNS, figure_rows(section["figures"])), ""]
     if section.get("table"):
         parts += [table(section["columns"], section["table"]), ""]
-    if section.get("chosen"):
-        parts += [("Chosen index per size (exact Flat if its p50 is within 5 ms, else the best recall among "
-                  "settings with p50 <= 5 ms and Recall@10 >= 0.95):"), ""]
-        parts += [table(["n", "index", "setting", "p50 ms", "Recall@10", "index MB"],
-                        [[n, c["index"], c["params"] or "-", c["p50_ms"], c["recall10"], c["index_mb"]]
-                         if c else [n, "none met the bounds", "-", "-", "-", "-"]
-                         for n, c in section["chosen"].items()]), ""]
     if section.get("gpu_figures"):
         parts += ["GPU rows:", "", table(FIGURE_COLUMNS, figure_rows(section["gpu_figures"])), ""]
     if key == "app" and section.get("soak"):
@@ -319,14 +312,6 @@ CONCLUSION_FIGURES = ("search handler (cold)", "SearchService.search, all retrie
 def conclusions(results: dict[str, Any]) -> list[str]:
     """Plain sentences drawn from the measured figures (never written by hand, so never stale)."""
     out = []
-    scale = results.get("sections", {}).get("scale") or {}
-    for n, chosen in (scale.get("chosen") or {}).items():
-        if chosen:
-            out.append(f"Index at n = {int(n):,}: {chosen['index']}"
-                       f"{' with ' + chosen['params'] if chosen['params'] else ''} (p50 {fmt(chosen['p50_ms'])} ms, "
-                       f"Recall@10 {fmt(chosen['recall10'])}).")
-        else:
-            out.append(f"At n = {int(n):,} no measured index met p50 <= 5 ms with Recall@10 >= 0.95.")
     for c in key_comparisons(results):
         if c.speedup and any(key in c.before["name"] for key in CONCLUSION_FIGURES) \
                 and not (c.change.startswith("torch/FAISS threads") and "per retriever" in c.before["name"]):
@@ -380,8 +365,8 @@ PREFACE = """## What the profile showed, and what changed
    the sorted order, so sorting the projections gives the same value (to rounding) several times faster
    (historical geometry study, `sorted projections` row).
 5. **Index type by size.** Exact `Flat` search is the default and stays right for the shipped corpora
-   (about 3,000 vectors); the scale section says where it stops meeting 5 ms and which approximate index
-   and setting to use beyond (the rule is under its table; the choices are in the closing note).
+   (about 3,000 vectors); the scale section times it against numpy at up to 1e6 vectors, and the
+   historical index-type study says which approximate index to use beyond 1e5.
 """
 
 

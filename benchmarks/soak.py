@@ -32,10 +32,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_CLIENTS = 64
@@ -115,29 +118,14 @@ def launch_app(log: Path | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
 
 
 def rss_mb(pid: int) -> float | None:
-    """Resident memory of ``pid`` and its children in MB (psutil when installed, else /proc)."""
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
-    except ImportError:
-        pass
-    except Exception:  # the process is gone
-        return None
-    total, todo, seen = 0, [pid], set()
+    """Resident memory of ``pid`` and its children in MB, from /proc; None when it is gone."""
+    total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
+        with contextlib.suppress(OSError):
             status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            with contextlib.suppress(OSError):
+            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+            for task in Path(f"/proc/{p}/task").glob("*/children"):
                 todo += [int(c) for c in task.read_text().split()]
     return total / 1024 if total else None
 
@@ -273,21 +261,16 @@ class SoakReport:
     requests: int
     errors: int
     by_kind: dict[str, int]
-    refusals_expected: int
     error_samples: dict[str, int]
-    first_error_at_s: float | None
     p50_s: float | None
     p95_s: float | None
     max_s: float | None
     latency_by_kind: dict[str, dict[str, float | int | None]]
     throughput_rps: float
-    rss_start_mb: float | None
     rss_warm_mb: float | None
     rss_end_mb: float | None
-    rss_max_mb: float | None
     growth_pct: float | None
     server_answers_after: bool
-    image_queries: int
     targets: dict[str, bool] = field(default_factory=dict)
     server_exit_code: int | None = None
 
@@ -303,14 +286,14 @@ class SoakReport:
 
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+    return float(np.percentile(values, q, method="inverted_cdf")) if len(values) else None
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+def latency(samples: list[Sample]) -> dict[str, float | int | None]:
+    """n, p50, p95 and max of the samples after warm-up (all of them when none is)."""
+    values = [s.latency_s for s in samples if s.after_warmup] or [s.latency_s for s in samples]
+    return {"n": len(values), **{f"p{q}_s": percentile(values, q) for q in (50, 95)},
+            "max_s": max(values, default=None)}
 
 
 def make_client(url: str):
@@ -367,7 +350,7 @@ def discover(client, assets_dir: Path, k: int, images: bool) -> Workload:
 
 def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
              requests_per_client: int | None = None, warmup: float = 0.2, pid: int | None = None,
-             k: int = 10, seed: int = 0, think_s: float = 0.0, images: bool = True,
+             k: int = 10, seed: int = 0, images: bool = True,
              assets_dir: Path | None = None, p95_target_s: float = P95_TARGET_S,
              growth_target_pct: float = GROWTH_TARGET_PCT) -> SoakReport:
     """Run ``clients`` concurrent sessions for ``duration_s`` seconds or ``requests_per_client``
@@ -390,71 +373,47 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
     sessions = [make_client(url) for _ in range(clients)]  # connection set-up is not measured
 
     samples: list[Sample] = []
-    lock = threading.Lock()
-    warm = threading.Event()
     warm_per_client = math.ceil(warmup * requests_per_client) if requests_per_client else 0
-    warm_left = [clients]  # clients still in their warm-up requests
-    if requests_per_client and warm_per_client == 0:
-        warm.set()
     start_gate = threading.Barrier(clients + 1)
-    t0 = [0.0]
+    t0 = time.perf_counter()
 
     def client_loop(index: int, client) -> None:
         rng = random.Random(seed * 1000 + index)
         start_gate.wait()
         n = 0
-        while True:
-            now = time.perf_counter()
-            if duration_s is not None and now - t0[0] >= duration_s:
-                return
-            if requests_per_client is not None and n >= requests_per_client:
-                return
+        while (time.perf_counter() - t0 < duration_s) if duration_s is not None else n < requests_per_client:
             case = workload.draw(rng)
-            in_warmup = (n < warm_per_client) if requests_per_client else (now - t0[0] < warmup * duration_s)
             began = time.perf_counter()
+            in_warmup = n < warm_per_client if requests_per_client else began - t0 < warmup * duration_s
             try:
                 error = judge(case, client.predict(*case.args, api_name=case.endpoint))
             except Exception as exc:  # every failure is a finding, never a crashed client
                 error = judge_exception(case, exc)
-            latency = time.perf_counter() - began
             n += 1
-            with lock:
-                samples.append(Sample(case.kind if not case.expect_error else "refusal", latency, error,
-                                      not in_warmup, time.perf_counter() - t0[0]))
-                if requests_per_client and n == warm_per_client:
-                    warm_left[0] -= 1
-                    if warm_left[0] == 0:
-                        warm.set()
-            if think_s:
-                time.sleep(think_s)
+            done = time.perf_counter()
+            samples.append(Sample("refusal" if case.expect_error else case.kind, done - began, error,
+                                  not in_warmup, done - t0))  # list.append is atomic
 
-    readings: list[tuple[float, float]] = []
-    rss_warm: list[float] = []
+    readings: list[tuple[float, float]] = []  # (seconds since start, MB)
     stop = threading.Event()
 
     def sampler() -> None:
-        while not stop.is_set():
-            elapsed = time.perf_counter() - t0[0]
-            if duration_s is not None and elapsed >= warmup * duration_s:
-                warm.set()
-            value = rss_mb(pid) if pid else None
+        while pid and not stop.is_set():
+            value = rss_mb(pid)
             if value is not None:
-                readings.append((elapsed, value))
-                if warm.is_set() and not rss_warm:
-                    rss_warm.append(value)
+                readings.append((time.perf_counter() - t0, value))
             stop.wait(RSS_SAMPLE_EVERY_S)
 
-    rss_start = rss_mb(pid) if pid else None
     threads = [threading.Thread(target=client_loop, args=(i, c), daemon=True) for i, c in enumerate(sessions)]
     for t in threads:
         t.start()
-    t0[0] = time.perf_counter()
+    t0 = time.perf_counter()
     start_gate.wait()
     watcher = threading.Thread(target=sampler, daemon=True)
     watcher.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0[0]
+    wall = time.perf_counter() - t0
     stop.set()
     watcher.join()
     rss_end = rss_mb(pid) if pid else None
@@ -463,46 +422,31 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
         corpus = min(workload.queries)
         answer = make_client(url).predict(workload.queries[corpus][0], corpus, workload.retrievers[corpus], 3,
                                           api_name="/search")
-        answers_after = judge(Case("text", "/search", ()), answer) is None
+        answers_after = judge(Case("text", "/search", ()), answer) is None and (not pid or alive(pid))
     except Exception:
         answers_after = False
-    if pid and not alive(pid):
-        answers_after = False
 
-    measured = [s.latency_s for s in samples if s.after_warmup and s.kind != "refusal"] or \
-        [s.latency_s for s in samples if s.kind != "refusal"]
-    errors = [s.error for s in samples if s.error]
-    kinds: dict[str, int] = {}
-    for message in errors:  # the same failure once, with its count
-        kinds[message[:160]] = kinds.get(message[:160], 0) + 1
-    first_error = min((s.done_at_s for s in samples if s.error), default=None)
-    warm_value = rss_warm[0] if rss_warm else None
-    growth = (rss_end - warm_value) / warm_value * 100 if rss_end and warm_value else None
-    by_kind: dict[str, int] = {}
-    for s in samples:
-        by_kind[s.kind] = by_kind.get(s.kind, 0) + 1
-    latency_by_kind = {}
-    for kind in by_kind:
-        values = [s.latency_s for s in samples if s.kind == kind and s.after_warmup] or \
-            [s.latency_s for s in samples if s.kind == kind]
-        latency_by_kind[kind] = {"n": len(values), "p50_s": _round(percentile(values, 50)),
-                                 "p95_s": _round(percentile(values, 95)), "max_s": _round(max(values))}
-    p95 = percentile(measured, 95)
+    # memory once warm: the first reading after the warm-up share of the run (of time, or of every
+    # client's requests)
+    warm_at = warmup * duration_s if duration_s is not None else \
+        max((s.done_at_s for s in samples if not s.after_warmup), default=0.0)
+    rss_warm = next((v for t, v in readings if t >= warm_at), None)
+    growth = (rss_end - rss_warm) / rss_warm * 100 if rss_end and rss_warm else None
+    errors = Counter(s.error[:160] for s in samples if s.error)  # the same failure once, with its count
+    by_kind = Counter(s.kind for s in samples)
+    overall = latency([s for s in samples if s.kind != "refusal"])
+    p95 = overall["p95_s"]
     targets = {"zero errors": not errors, "server answers after": answers_after,
                f"p95 < {p95_target_s:g} s": p95 is not None and p95 < p95_target_s}
     if growth is not None:
         targets[f"memory growth < {growth_target_pct:g}%"] = growth < growth_target_pct
     return SoakReport(
-        url=url, clients=clients, wall_s=wall, requests=len(samples), errors=len(errors), by_kind=by_kind,
-        refusals_expected=by_kind.get("refusal", 0),
-        error_samples=dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:ERROR_SAMPLES]),
-        first_error_at_s=first_error,
-        p50_s=percentile(measured, 50), p95_s=p95, max_s=max(measured) if measured else None,
-        latency_by_kind=latency_by_kind,
-        throughput_rps=len(samples) / wall if wall else 0.0, rss_start_mb=rss_start, rss_warm_mb=warm_value,
-        rss_end_mb=rss_end, rss_max_mb=max([v for _, v in readings] + [v for v in (rss_start, rss_end) if v],
-                                            default=None), growth_pct=growth,
-        server_answers_after=answers_after, image_queries=by_kind.get("image", 0), targets=targets,
+        url=url, clients=clients, wall_s=wall, requests=len(samples), errors=errors.total(), by_kind=dict(by_kind),
+        error_samples=dict(errors.most_common(ERROR_SAMPLES)), p50_s=overall["p50_s"], p95_s=p95,
+        max_s=overall["max_s"],
+        latency_by_kind={k: latency([s for s in samples if s.kind == k]) for k in by_kind},
+        throughput_rps=len(samples) / wall if wall else 0.0, rss_warm_mb=rss_warm, rss_end_mb=rss_end,
+        growth_pct=growth, server_answers_after=answers_after, targets=targets,
     )
 
 
@@ -517,13 +461,12 @@ def main(argv: list[str] | None = None, launcher: Callable = launch_app) -> int:
     parser.add_argument("--warmup", type=float, default=0.2, help="share of the run treated as warm-up")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--think", type=float, default=0.0, help="seconds each client waits between requests")
     parser.add_argument("--no-images", action="store_true", help="text queries only")
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None or args.requests is not None else 180.0
     kwargs = dict(clients=args.clients, duration_s=duration, requests_per_client=args.requests,
-                  warmup=args.warmup, k=args.k, seed=args.seed, think_s=args.think, images=not args.no_images)
+                  warmup=args.warmup, k=args.k, seed=args.seed, images=not args.no_images)
     if args.url:
         if not is_loopback(args.url):
             parser.error(f"only loopback URLs are allowed (got {args.url})")

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import median
 from typing import Any
 
 from benchmarks.soak import percentile
@@ -35,25 +36,13 @@ class Summary:
         return self.p75 - self.p25
 
 
-def median(values: Sequence[float]) -> float:
-    """The middle value (mean of the two middle values for an even count)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def summarise(values: Sequence[float]) -> Summary:
     """Median, nearest-rank p25/p75/p95, min, max and mean of ``values`` (at least one)."""
     values = [float(v) for v in values]
-    if not values:
-        raise ValueError("summarise needs at least one value")
-    if any(math.isnan(v) for v in values):
-        raise ValueError("summarise got NaN")
-    return Summary(n=len(values), median=median(values), p95=percentile(values, 95),
-                   p25=percentile(values, 25), p75=percentile(values, 75), min=min(values),
-                   max=max(values), mean=sum(values) / len(values))
+    if not values or any(math.isnan(v) for v in values):
+        raise ValueError("summarise needs at least one value and no NaN")
+    return Summary(len(values), median(values), *(percentile(values, q) for q in (95, 25, 75)), min(values),
+                   max(values), sum(values) / len(values))
 
 
 @dataclass
@@ -113,11 +102,8 @@ def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], 
     """Mean over queries of |found[:k] & truth[:k]| / k (Recall@k against exact search)."""
     if len(found) != len(truth) or not len(truth):
         raise ValueError("recall_at_k needs one found and one true list per query")
-    total = 0.0
-    for got, want in zip(found, truth):
-        want_k = {int(x) for x in list(want)[:k]}
-        total += len({int(x) for x in list(got)[:k] if int(x) >= 0} & want_k) / k
-    return total / len(truth)
+    return sum(len({int(x) for x in list(got)[:k] if int(x) >= 0} & {int(x) for x in list(want)[:k]}) / k
+               for got, want in zip(found, truth)) / len(truth)
 
 
 def target(label: str, *, median_max: float | None = None, p95_max: float | None = None,
