@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if md == "-":
         sys.stderr.write(report.render(results))
     elif md != "none":
-        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD)), encoding="utf-8")
+        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD), report.preface(BENCHMARKS_MD)),
+                            encoding="utf-8")
         log.info("wrote %s", md)
     return 0
 

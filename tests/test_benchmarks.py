@@ -180,14 +180,16 @@ def test_soak_summary_lists_latency_per_kind():
     assert report.soak_kind_table({"requests": 1}) == []
 
 
-def test_a_rewritten_file_keeps_the_historical_studies(tmp_path):
+def test_a_rewritten_file_keeps_the_profile_and_the_historical_studies(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
-    assert report.historical(path) == ""  # no file yet
+    assert report.historical(path) == "" and report.preface(path) == ""  # no file yet
     history = f"{report.HISTORICAL_HEADING}\n\n### Geometry\n\n| exact W2 | 0.083 s |\n"
-    path.write_text("# Benchmarks\n\nold generated part\n\n" + history, encoding="utf-8")
-    assert report.historical(path) == history
-    md = report.render(results_fixture(load=1.2), report.historical(path))
+    profile = f"{report.PREFACE_HEADING}\n\n1. **Threads.** One per process.\n"
+    path.write_text(f"# Benchmarks\n\n{profile}\n## Query\n\nold generated part\n\n{history}", encoding="utf-8")
+    assert report.historical(path) == history and report.preface(path) == profile + "\n"
+    md = report.render(results_fixture(load=1.2), report.historical(path), report.preface(path))
     assert md.endswith(history) and "old generated part" not in md and md.count(report.HISTORICAL_HEADING) == 1
+    assert md.index(profile) < md.index("## The app") and md.count(report.PREFACE_HEADING) == 1
 
 
 def test_the_shipped_file_marks_every_removed_study_historical():
