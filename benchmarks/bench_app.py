@@ -72,11 +72,6 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _results(output: Any) -> dict:
-    data = output[-1] if isinstance(output, (list, tuple)) else output
-    return data if isinstance(data, dict) else {}
-
-
 def search_choices(client) -> list[str]:
     """The retriever names the /search endpoint accepts (its checkbox choices)."""
     from benchmarks.soak import _enum
@@ -154,13 +149,7 @@ class Launch:
 
 def launch_once(env: dict[str, str], config: AppConfig, label: str, with_e2e: bool, with_soak: bool) -> Launch:
     """One fresh ``python app.py``: time to page, time to first answer, then the measurements."""
-    from benchmarks.soak import (
-        corpus_queries,
-        discover,
-        launch_app,
-        make_client,
-        run_soak,
-    )
+    from benchmarks.soak import corpus_queries, discover, launch_app, make_client, payload, run_soak
     from ciea.config import Settings
 
     assets = Settings().assets_dir
@@ -171,14 +160,14 @@ def launch_once(env: dict[str, str], config: AppConfig, label: str, with_e2e: bo
         names = search_choices(client)
         first_query = corpus_queries(assets, "stamps", 1)[0] if (assets / "stamps").is_dir() else "a frog"
         while True:
-            answer = _results(client.predict(first_query, "stamps", names, K, api_name="/search"))
+            answer = payload(client.predict(first_query, "stamps", names, K, api_name="/search"))
             if answer.get("results") and any(answer["results"].values()):
                 break
             if time.perf_counter() - start > FIRST_ANSWER_TIMEOUT_S:
                 raise RuntimeError(f"no successful /search answer within {FIRST_ANSWER_TIMEOUT_S} s: {answer}")
             time.sleep(0.2)
         first_s = time.perf_counter() - start
-        workload = discover(client, assets, K, images=False)  # one query per corpus: every corpus loaded
+        workload = discover(client, assets, images=False)  # one query per corpus: every corpus loaded
         launch = Launch(page_s, first_s, workload.retrievers, None)
         if with_e2e:
             for corpus, retrievers in workload.retrievers.items():

@@ -27,18 +27,12 @@ TOPIC_SPREAD = 1.0  # ...at this noise norm (sibling centres have cosine about 0
 K = 10
 
 
-def clustered_vectors(n: int, clusters: int, d: int = DIM, seed: int = 0, centre_seed: int = 0,
-                      spread: tuple[float, float] = SPREAD, rank: int = RANK, noise: float = NOISE) -> np.ndarray:
+def clustered_vectors(n: int, clusters: int, d: int = DIM, seed: int = 0, centre_seed: int = 0) -> np.ndarray:
     """(n, d) float32 unit rows from a mixture of low-rank Gaussians, a simple model of real
-    embeddings (topics, each varying along a few directions of its own).
-
-    ``clusters`` and ``centre_seed`` fix the mixture (give both the same for a corpus and its
-    queries; see ``clusters_for``): unit centres grouped under broader topics, so that clusters
-    are not isolated islands, log-normal cluster weights so some topics are
-    far more common than others, a ``rank``-dimensional random basis per cluster and a spread
-    uniform in ``spread``); ``seed`` fixes the draws, so corpus and queries share the mixture.
-    A point is centre + basis @ z (norm about the cluster's spread) + isotropic noise of norm
-    ``noise``, renormalised. Rows are filled cluster by cluster in place: no full-size copy."""
+    embeddings: ``clusters`` unit centres grouped under broader topics, log-normal cluster weights,
+    and per cluster a ``RANK``-dimensional random basis; a point is centre + basis @ z (norm about
+    the cluster's spread) + isotropic noise of norm ``NOISE``, renormalised. ``centre_seed`` fixes
+    the mixture, ``seed`` the draws (corpus and queries share the mixture, not the draws)."""
     mixture = np.random.default_rng(centre_seed)
     n_clusters = int(clusters)
     topics = mixture.standard_normal((max(1, n_clusters // CLUSTERS_PER_TOPIC), d), dtype=np.float32)
@@ -48,7 +42,7 @@ def clustered_vectors(n: int, clusters: int, d: int = DIM, seed: int = 0, centre
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     weights = mixture.lognormal(0.0, 1.0, n_clusters)
     weights /= weights.sum()
-    scale = mixture.uniform(*spread, n_clusters).astype(np.float32) / np.sqrt(rank)
+    rank, scale = RANK, mixture.uniform(*SPREAD, n_clusters).astype(np.float32) / np.sqrt(RANK)
     basis_seed = int(mixture.integers(2**31))
     rng = np.random.default_rng(seed)
     which = rng.choice(n_clusters, n, p=weights)
@@ -61,7 +55,7 @@ def clustered_vectors(n: int, clusters: int, d: int = DIM, seed: int = 0, centre
         basis /= np.sqrt(d)  # rows of about unit norm, nearly orthogonal
         block = rng.standard_normal((len(rows), rank), dtype=np.float32) @ basis
         block *= scale[c]
-        block += rng.standard_normal((len(rows), d), dtype=np.float32) * (noise / np.sqrt(d))
+        block += rng.standard_normal((len(rows), d), dtype=np.float32) * (NOISE / np.sqrt(d))
         block += centres[c]
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[rows] = block

@@ -37,20 +37,10 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value == 0:
-            return "0"
         magnitude = abs(value)
-        if magnitude >= 1000:
-            return f"{value:,.0f}"
-        if magnitude >= 100:
-            return f"{value:.0f}"
-        if magnitude >= 10:
-            return f"{value:.1f}"
-        if magnitude >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
+        if math.isnan(value) or magnitude >= 1000:
+            return "-" if math.isnan(value) else f"{value:,.0f}"
+        return f"{value:.3g}" if magnitude < 1 else f"{value:.{2 - int(math.log10(magnitude))}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -93,16 +83,13 @@ def comparisons(figures: list[dict[str, Any]], pairs=VARIANT_PAIRS) -> list[Comp
     return out
 
 
-def thread_tag(n: int) -> str:
-    return f"[{n} thread{'s' if n > 1 else ''}]"
-
-
 def thread_comparisons(figures: list[dict[str, Any]], thread_counts: list[int]) -> list[Comparison]:
     """Query-path figures at the other thread count (before) against the shipped one (after)."""
     if len(thread_counts) < 2:
         return []
     shipped, other = thread_counts[0], thread_counts[1]
-    return comparisons(figures, ((thread_tag(other), thread_tag(shipped),
+    tag = lambda n: f"[{n} thread{'s' if n > 1 else ''}]"  # noqa: E731 - as bench_query names them
+    return comparisons(figures, ((tag(other), tag(shipped),
                                   f"torch/FAISS threads {other} -> {shipped} (in process)"),))
 
 
@@ -111,7 +98,7 @@ def all_figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name in SECTIONS:
         section = sections.get(name) or {}
-        out += section.get("figures", []) + section.get("gpu_figures", [])
+        out += section.get("figures", [])
     return out
 
 
@@ -215,8 +202,6 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
         parts += [table(FIGURE_COLUMNS, figure_rows(section["figures"])), ""]
     if section.get("table"):
         parts += [table(section["columns"], section["table"]), ""]
-    if section.get("gpu_figures"):
-        parts += ["GPU rows:", "", table(FIGURE_COLUMNS, figure_rows(section["gpu_figures"])), ""]
     if key == "app" and section.get("soak"):
         parts += soak_markdown(section["soak"])
     return "\n".join(parts)
@@ -225,25 +210,19 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
 def soak_markdown(soak: dict[str, Any]) -> list[str]:
     keys = ["clients", "requests", "wall_s", "errors", "p50_s", "p95_s", "max_s", "throughput_rps", "rss_warm_mb",
             "rss_end_mb", "growth_pct", "server_answers_after", "ok"]
+    kinds = soak.get("latency_by_kind") or {}
     return ["### Soak (benchmarks.soak.run_soak against the same process)", "",
             table(["measure", "value"], [[k, soak.get(k)] for k in keys if k in soak]), "",
             "Soak targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in soak.get("targets", {}).items()),
-            "", *soak_kind_table(soak)]
-
-
-def soak_kind_table(soak: dict[str, Any]) -> list[str]:
-    """Latency per kind of request (text, image, odd input, expected refusal), after warm-up."""
-    kinds = soak.get("latency_by_kind") or {}
-    if not kinds:
-        return []
-    return ["Latency by kind of request (after warm-up):", "",
-            table(["kind", "n", "p50 s", "p95 s", "max s"],
-                  [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in kinds.items()]), ""]
+            "", *(["Latency by kind of request (after warm-up):", "",
+                   table(["kind", "n", "p50 s", "p95 s", "max s"],
+                         [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in kinds.items()]),
+                   ""] if kinds else [])]
 
 
 #: Figures worth a before/after row (the rest of a variant's figures are in its own section).
 KEY_FIGURES = ("encode + search (cold)", "search handler (cold)", "core busy", "cold (distinct queries)",
-               "cold, plain HTTP", "first /search answer", "peak RSS", "tower on cpu", "peer: open_clip")
+               "cold, plain HTTP", "first /search answer", "peak RSS", "peer: open_clip")
 
 
 def key_comparisons(results: dict[str, Any]) -> list[Comparison]:

@@ -15,6 +15,7 @@ to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -60,30 +61,25 @@ def wait_for_quiet(limit: float, max_wait_s: float, poll_s: float = LOAD_POLL_S,
         waited += poll_s
 
 
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file, or None."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path(path).read_text().splitlines()
+                    if line.startswith(key))
+    except (OSError, StopIteration):
+        return None
+
+
 def machine() -> dict[str, Any]:
-    cpu = "?"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = None
-    try:
-        kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-        memory_gb = round(kb / 2**20, 1)
-    except (OSError, StopIteration):
-        pass
+    memory_kb = _proc_field("/proc/meminfo", "MemTotal")
     gpu = None
-    try:
+    with contextlib.suppress(Exception):  # the GPU line is informational
         import torch
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - the GPU line is informational
-        gpu = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb, "platform": platform.platform(),
-            "gpu": gpu}
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or "?", "cores": os.cpu_count(),
+            "memory_gb": round(int(memory_kb.split()[0]) / 2**20, 1) if memory_kb else None,
+            "platform": platform.platform(), "gpu": gpu}
 
 
 def versions() -> dict[str, str]:

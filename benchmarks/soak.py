@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -45,6 +45,7 @@ RSS_SAMPLE_EVERY_S = 0.5
 ERROR_SAMPLES = 10
 #: Share of requests by kind (image queries only where the app has the endpoint).
 MIX = {"text": 0.70, "odd": 0.15, "image": 0.15}
+K = 10  # results per query, as the app's default
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -187,7 +188,6 @@ class Workload:
     queries: dict[str, list[str]]
     retrievers: dict[str, list[str]]
     images: list[Path]
-    k: int = 10
     #: Per corpus, the retrievers that answered an image probe (absent: no image queries there).
     image_retrievers: dict[str, list[str]] = field(default_factory=dict)
 
@@ -201,21 +201,26 @@ class Workload:
 
             path = rng.choice(self.images)
             return Case("image", "/search_by_image",
-                        (handle_file(str(path)), corpus, self.image_retrievers[corpus], self.k), label=path.name)
+                        (handle_file(str(path)), corpus, self.image_retrievers[corpus], K), label=path.name)
         if kind == "odd":
             text, k, chosen, refuse, label = rng.choice(ODD_INPUTS)
             return Case("odd", "/search", (text, corpus, names if chosen is None else chosen,
-                                           self.k if k is None else k),
+                                           K if k is None else k),
                         expect_error=refuse, label=label)
         text = rng.choice(self.queries[corpus])
-        return Case("text", "/search", (text, corpus, names, self.k), label=text[:40])
+        return Case("text", "/search", (text, corpus, names, K), label=text[:40])
+
+
+def payload(output: object) -> dict:
+    """The JSON part of an endpoint's answer (its last dict output), or {}."""
+    return next((o for o in (output if isinstance(output, (list, tuple)) else [output])[::-1]
+                 if isinstance(o, dict)), {})
 
 
 def judge(case: Case, output: object) -> str | None:
     """None when the app answered as it must, else what was wrong."""
-    data = next((o for o in (output if isinstance(output, (list, tuple)) else [output])[::-1]
-                 if isinstance(o, dict)), None)
-    if data is None:
+    data = payload(output)
+    if not data:
         return f"{case.kind} {case.label!r}: no JSON in the answer"
     if case.expect_error:
         return None if data.get("error") else f"odd {case.label!r}: accepted, should be refused"
@@ -301,7 +306,7 @@ def _enum(parameter: dict) -> list[str] | None:
     return [str(v) for v in values] if values else None
 
 
-def discover(client, assets_dir: Path, k: int, images: bool) -> Workload:
+def discover(client, assets_dir: Path, images: bool = True) -> Workload:
     """Corpora the app serves (of those with local query files), their answering retrievers,
     and whether ``/search_by_image`` exists with the (image, corpus, retrievers, k) signature.
     Names come from the API's declared choices, so a probe never sends a value Gradio refuses."""
@@ -318,10 +323,9 @@ def discover(client, assets_dir: Path, k: int, images: bool) -> Workload:
     queries, retrievers = {}, {}
     for corpus in [c for c in local if c in served]:
         texts = corpus_queries(assets_dir, corpus)
-        output = client.predict(texts[0], corpus, names, 1, api_name="/search")
-        data = output[-1] if isinstance(output, (list, tuple)) else output
-        if isinstance(data, dict) and data.get("results"):
-            queries[corpus], retrievers[corpus] = texts, list(data["results"])
+        found = payload(client.predict(texts[0], corpus, names, 1, api_name="/search")).get("results")
+        if found:
+            queries[corpus], retrievers[corpus] = texts, list(found)
     if not queries:
         raise RuntimeError("no corpus answered a probe query")
     image_api = endpoints.get("/search_by_image")
@@ -333,18 +337,16 @@ def discover(client, assets_dir: Path, k: int, images: bool) -> Workload:
         pool = sorted((assets_dir / "stamps" / "thumbs").rglob("*.webp")) or sorted(assets_dir.rglob("*.webp"))
         thumbs = random.Random(0).sample(pool, min(60, len(pool)))
         for corpus, answering in retrievers.items() if thumbs else ():  # only image towers answer images
-            output = client.predict(handle_file(str(thumbs[0])), corpus, answering, 1, api_name="/search_by_image")
-            data = output[-1] if isinstance(output, (list, tuple)) else output
-            if isinstance(data, dict) and data.get("results"):
-                by_image[corpus] = list(data["results"])
-    return Workload(queries, retrievers, thumbs if by_image else [], k, by_image)
+            found = payload(client.predict(handle_file(str(thumbs[0])), corpus, answering, 1,
+                                           api_name="/search_by_image")).get("results")
+            if found:
+                by_image[corpus] = list(found)
+    return Workload(queries, retrievers, thumbs if by_image else [], by_image)
 
 
 def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
              requests_per_client: int | None = None, warmup: float = 0.2, pid: int | None = None,
-             k: int = 10, seed: int = 0, images: bool = True,
-             assets_dir: Path | None = None, p95_target_s: float = P95_TARGET_S,
-             growth_target_pct: float = GROWTH_TARGET_PCT) -> SoakReport:
+             seed: int = 0) -> SoakReport:
     """Run ``clients`` concurrent sessions for ``duration_s`` seconds or ``requests_per_client``
     requests each. The first ``warmup`` share of the run is left out of latency figures and
     ends with the "warm" memory reading; memory is read only when ``pid`` is given."""
@@ -360,8 +362,7 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
         raise ValueError(f"requests per client must be 1..{MAX_REQUESTS_PER_CLIENT}")
     from ciea.config import Settings
 
-    assets_dir = assets_dir or Settings().assets_dir
-    workload = discover(make_client(url), assets_dir, k, images)
+    workload = discover(make_client(url), Settings().assets_dir)
     sessions = [make_client(url) for _ in range(clients)]  # connection set-up is not measured
 
     samples: list[Sample] = []
@@ -429,9 +430,9 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
     overall = latency([s for s in samples if s.kind != "refusal"])
     p95 = overall["p95_s"]
     targets = {"zero errors": not errors, "server answers after": answers_after,
-               f"p95 < {p95_target_s:g} s": p95 is not None and p95 < p95_target_s}
+               f"p95 < {P95_TARGET_S:g} s": p95 is not None and p95 < P95_TARGET_S}
     if growth is not None:
-        targets[f"memory growth < {growth_target_pct:g}%"] = growth < growth_target_pct
+        targets[f"memory growth < {GROWTH_TARGET_PCT:g}%"] = growth < GROWTH_TARGET_PCT
     return SoakReport(
         url=url, clients=clients, wall_s=wall, requests=len(samples), errors=errors.total(), by_kind=dict(by_kind),
         error_samples=dict(errors.most_common(ERROR_SAMPLES)), p50_s=overall["p50_s"], p95_s=p95,
@@ -442,7 +443,7 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
     )
 
 
-def main(argv: list[str] | None = None, launcher: Callable = launch_app) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     amount = parser.add_mutually_exclusive_group()
@@ -450,29 +451,20 @@ def main(argv: list[str] | None = None, launcher: Callable = launch_app) -> int:
     amount.add_argument("--requests", type=int, help="requests per client instead of a duration")
     parser.add_argument("--url", help="a running app on loopback (default: launch python app.py)")
     parser.add_argument("--pid", type=int, help="the server's process id, for memory readings with --url")
-    parser.add_argument("--warmup", type=float, default=0.2, help="share of the run treated as warm-up")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-images", action="store_true", help="text queries only")
-    parser.add_argument("--out", type=Path, help="also write the JSON summary here")
     args = parser.parse_args(argv)
-    duration = args.duration if args.duration is not None or args.requests is not None else 180.0
-    kwargs = dict(clients=args.clients, duration_s=duration, requests_per_client=args.requests,
-                  warmup=args.warmup, k=args.k, seed=args.seed, images=not args.no_images)
+    duration = 180.0 if args.duration is None and args.requests is None else args.duration
+    kwargs = dict(clients=args.clients, duration_s=duration, requests_per_client=args.requests)
     if args.url:
         if not is_loopback(args.url):
             parser.error(f"only loopback URLs are allowed (got {args.url})")
         report = run_soak(args.url, pid=args.pid, **kwargs)
     else:
-        with launcher() as app:
+        with launch_app() as app:
             report = run_soak(app.url, pid=app.pid, **kwargs)
             report.server_exit_code = app.exit_code()
             if report.server_exit_code is not None:
                 report.targets["server process alive"] = False
-    summary = json.dumps(report.to_json(), indent=2, ensure_ascii=False)
-    print(summary)
-    if args.out:
-        args.out.write_text(summary + "\n", encoding="utf-8")
+    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     return 0 if report.ok else 1
 
 

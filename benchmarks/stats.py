@@ -91,13 +91,6 @@ def time_calls(fn: Callable[[int], Any], repeats: int, warmup: int = 1, scale: f
     return out
 
 
-def rate(count: int, seconds: float) -> float:
-    """Items per second (0 for a zero-length interval would be a lie: refuse it)."""
-    if seconds <= 0:
-        raise ValueError("rate needs a positive duration")
-    return count / seconds
-
-
 def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k: int) -> float:
     """Mean over queries of |found[:k] & truth[:k]| / k (Recall@k against exact search)."""
     if len(found) != len(truth) or not len(truth):
