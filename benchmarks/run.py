@@ -5,11 +5,9 @@
     python -m benchmarks.run --only query,scale --quick
 
 Sections: query (in-process query path per retriever, thread experiment, open_clip peer), app
-(cold start, peak RSS, /search end to end through gradio_client, a short soak), scale (synthetic
-1e5 / 1e6 corpora: Flat, HNSW, IVF variants, numpy), browser (headless Chromium). Finished studies
-(thread contention, build throughput, geometry timings) are prose and tables at the end of
-BENCHMARKS.md, kept when it is rewritten. The JSON goes to stdout (and ``--json``); progress goes
-to stderr.
+(cold start, peak RSS, /search end to end, a short soak), scale (synthetic corpora up to 1e6:
+exact Flat and numpy), browser (headless Chromium). Finished studies and the profile summary are
+prose in BENCHMARKS.md, kept when it is rewritten. JSON goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -42,8 +40,8 @@ log = logging.getLogger("benchmarks")
 def loadavg() -> float | None:
     """The 1-minute load average."""
     try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    except OSError:
         return None
 
 
@@ -88,10 +86,8 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("torch", "faiss-cpu", "numpy", "transformers", "open_clip_torch", "gradio", "gradio_client",
                  "umap-learn", "POT"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 

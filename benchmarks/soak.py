@@ -350,16 +350,16 @@ def run_soak(url: str, clients: int = 16, *, duration_s: float | None = None,
     """Run ``clients`` concurrent sessions for ``duration_s`` seconds or ``requests_per_client``
     requests each. The first ``warmup`` share of the run is left out of latency figures and
     ends with the "warm" memory reading; memory is read only when ``pid`` is given."""
-    if not is_loopback(url):
-        raise ValueError(f"refusing to load-test {url}: only loopback URLs are allowed")
-    if (duration_s is None) == (requests_per_client is None):
-        raise ValueError("give exactly one of duration_s and requests_per_client")
-    if not 1 <= clients <= MAX_CLIENTS:
-        raise ValueError(f"clients must be 1..{MAX_CLIENTS}")
-    if duration_s is not None and not 0 < duration_s <= MAX_DURATION_S:
-        raise ValueError(f"duration must be in (0, {MAX_DURATION_S}] seconds")
-    if requests_per_client is not None and not 1 <= requests_per_client <= MAX_REQUESTS_PER_CLIENT:
-        raise ValueError(f"requests per client must be 1..{MAX_REQUESTS_PER_CLIENT}")
+    for ok, refusal in (
+            (is_loopback(url), f"refusing to load-test {url}: only loopback URLs are allowed"),
+            ((duration_s is None) != (requests_per_client is None),
+             "give exactly one of duration_s and requests_per_client"),
+            (1 <= clients <= MAX_CLIENTS, f"clients must be 1..{MAX_CLIENTS}"),
+            (duration_s is None or 0 < duration_s <= MAX_DURATION_S, f"duration must be in (0, {MAX_DURATION_S}] s"),
+            (requests_per_client is None or 1 <= requests_per_client <= MAX_REQUESTS_PER_CLIENT,
+             f"requests per client must be 1..{MAX_REQUESTS_PER_CLIENT}")):
+        if not ok:
+            raise ValueError(refusal)
     from ciea.config import Settings
 
     workload = discover(make_client(url), Settings().assets_dir)

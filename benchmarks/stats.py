@@ -103,27 +103,15 @@ def target(label: str, *, median_max: float | None = None, p95_max: float | None
            **minimums: float) -> dict[str, Any]:
     """A machine-checkable target for a figure: bounds on its median and p95, and minimums on
     named extras (e.g. ``recall10=0.95``); ``label`` is how BENCHMARKS.md states it."""
-    out: dict[str, Any] = {"label": label}
-    if median_max is not None:
-        out["median_max"] = median_max
-    if p95_max is not None:
-        out["p95_max"] = p95_max
-    if minimums:
-        out["minimums"] = dict(minimums)
-    return out
+    out = {"label": label, "median_max": median_max, "p95_max": p95_max, "minimums": dict(minimums)}
+    return {k: v for k, v in out.items() if v is not None and v != {}}
 
 
 def meets(fig: dict[str, Any]) -> bool | None:
     """Whether a figure's JSON (``Figure.to_json``) meets its target; None without target or value."""
-    goal = (fig.get("extra") or {}).get("target")
+    extra = fig.get("extra") or {}
+    goal = extra.get("target")
     if not goal or "median" not in fig:
         return None
-    ok = True
-    if "median_max" in goal:
-        ok &= fig["median"] <= goal["median_max"]
-    if "p95_max" in goal:
-        ok &= fig["p95"] <= goal["p95_max"]
-    for key, low in goal.get("minimums", {}).items():
-        value = (fig.get("extra") or {}).get(key)
-        ok &= value is not None and value >= low
-    return bool(ok)
+    return bool(fig["median"] <= goal.get("median_max", math.inf) and fig["p95"] <= goal.get("p95_max", math.inf)
+                and all(extra.get(k) is not None and extra[k] >= low for k, low in goal.get("minimums", {}).items()))
