@@ -59,17 +59,10 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class LaunchedApp:
     url: str
     pid: int
-    log: Path
     process: subprocess.Popen
 
     def exit_code(self) -> int | None:
@@ -82,7 +75,9 @@ def launch_app(log: Path | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
                env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[LaunchedApp]:
     """``python app.py`` in ``cwd`` (default: this project) on a free loopback port; yields once
     the page answers, stops it after."""
-    port = free_port()
+    with socket.socket() as sock:  # a free loopback port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     log = log or Path(tempfile.mkdtemp(prefix="ciea-soak-")) / "app.log"
     full_env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                     GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **(env or {}))
@@ -98,7 +93,7 @@ def launch_app(log: Path | None = None, timeout_s: float = STARTUP_TIMEOUT_S,
             if time.monotonic() > deadline:
                 raise RuntimeError(f"app did not answer in {timeout_s:.0f}s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield LaunchedApp(url, proc.pid, log, proc)
+        yield LaunchedApp(url, proc.pid, proc)
     finally:
         proc.terminate()
         try:
