@@ -12,12 +12,11 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from benchmarks.stats import Figure, figure, target, time_calls
 
@@ -47,7 +46,6 @@ class AppConfig:
     #: (label, extra environment, cold starts (fresh processes), busy-loop processes holding a core meanwhile)
     variants: tuple[tuple[str, dict[str, str], int, int], ...]
     soak: dict[str, Any] | None = None  # run_soak keyword arguments, on the first launch of the first variant
-    e2e_every_variant: bool = True
     notes: list[str] = field(default_factory=list)
 
 
@@ -74,11 +72,6 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _results(output: Any) -> dict:
-    data = output[-1] if isinstance(output, (list, tuple)) else output
-    return data if isinstance(data, dict) else {}
-
-
 def search_choices(client) -> list[str]:
     """The retriever names the /search endpoint accepts (its checkbox choices)."""
     from benchmarks.soak import _enum
@@ -87,33 +80,6 @@ def search_choices(client) -> list[str]:
     api = client.view_api(print_info=False, return_format="dict") or {}
     params = {p.get("parameter_name"): p for p in api.get("named_endpoints", {}).get("/search", {}).get("parameters", [])}
     return _enum(params.get("retrievers", {})) or list(REGISTRY)
-
-
-class RssSampler:
-    """Samples the server's resident memory (with children) in the background."""
-
-    def __init__(self, pid: int, every_s: float = 0.25) -> None:
-        from benchmarks.soak import rss_mb
-
-        self._read, self.pid, self.every_s = rss_mb, pid, every_s
-        self.values: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            value = self._read(self.pid)
-            if value:
-                self.values.append(value)
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class HttpSearch:
@@ -177,39 +143,32 @@ class Launch:
     first_answer_s: float
     retrievers: dict[str, list[str]]
     peak_rss_mb: float | None
-    sampled_max_rss_mb: float | None
     e2e: list[Figure] = field(default_factory=list)
     soak: dict | None = None
 
 
 def launch_once(env: dict[str, str], config: AppConfig, label: str, with_e2e: bool, with_soak: bool) -> Launch:
     """One fresh ``python app.py``: time to page, time to first answer, then the measurements."""
-    from benchmarks.soak import (
-        corpus_queries,
-        discover,
-        launch_app,
-        make_client,
-        run_soak,
-    )
+    from benchmarks.soak import corpus_queries, discover, launch_app, make_client, payload, run_soak
     from ciea.config import Settings
 
     assets = Settings().assets_dir
     start = time.perf_counter()
-    with launch_app(env=env) as app, RssSampler(app.pid) as rss:
+    with launch_app(env=env) as app:
         page_s = time.perf_counter() - start
         client = make_client(app.url)
         names = search_choices(client)
         first_query = corpus_queries(assets, "stamps", 1)[0] if (assets / "stamps").is_dir() else "a frog"
         while True:
-            answer = _results(client.predict(first_query, "stamps", names, K, api_name="/search"))
+            answer = payload(client.predict(first_query, "stamps", names, K, api_name="/search"))
             if answer.get("results") and any(answer["results"].values()):
                 break
             if time.perf_counter() - start > FIRST_ANSWER_TIMEOUT_S:
                 raise RuntimeError(f"no successful /search answer within {FIRST_ANSWER_TIMEOUT_S} s: {answer}")
             time.sleep(0.2)
         first_s = time.perf_counter() - start
-        workload = discover(client, assets, K, images=False)  # one query per corpus: every corpus loaded
-        launch = Launch(page_s, first_s, workload.retrievers, None, None)
+        workload = discover(client, assets, images=False)  # one query per corpus: every corpus loaded
+        launch = Launch(page_s, first_s, workload.retrievers, None)
         if with_e2e:
             for corpus, retrievers in workload.retrievers.items():
                 texts = list(dict.fromkeys(workload.queries[corpus]))[1:1 + config.queries]
@@ -218,7 +177,6 @@ def launch_once(env: dict[str, str], config: AppConfig, label: str, with_e2e: bo
             launch.soak = run_soak(app.url, pid=app.pid, **config.soak).to_json()
         launch.peak_rss_mb = peak_rss_mb(app.pid)
         alive = app.exit_code() is None
-    launch.sampled_max_rss_mb = max(rss.values, default=None)
     if not alive:
         raise RuntimeError("the app exited during the benchmark")
     return launch
@@ -233,7 +191,7 @@ def run(config: AppConfig) -> dict[str, Any]:
         for i in range(count):
             log.info("app [%s]: launch %d of %d", label, i + 1, count)
             with busy_cores(hogs):
-                launches.append(launch_once(env, config, label, with_e2e=i == 0 and (v == 0 or config.e2e_every_variant),
+                launches.append(launch_once(env, config, label, with_e2e=i == 0,
                                             with_soak=i == 0 and v == 0))
         first = launches[0]
         retrievers = retrievers or first.retrievers

@@ -1,10 +1,6 @@
 """What a reviewer waits for in a real browser: headless Chromium (Debian's package, driven by
-Playwright) against ``python app.py`` on the committed indexes.
-
-    python -m benchmarks.bench_browser [--repeats 5]     # JSON on stdout, progress on stderr
-    python -m benchmarks.run --only browser              # the same as a section of BENCHMARKS.md
-
-Each figure is the median of ``--repeats`` runs with min and max, after one warm-up run:
+Playwright) against ``python app.py`` on the committed indexes (``python -m benchmarks.run --only
+browser``). Each figure summarises ``repeats`` rounds after one warm-up round:
 query to results (a new query each time), the detail view's first open on a fresh page, a later
 open on the same retriever and one on another retriever, a Geometry retriever switch, and a
 corpus switch. Timed from the user's action to the moment the page shows the answer. The detail
@@ -14,12 +10,8 @@ stream and any file it fetched), which shows the map's clouds travelling once pe
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import shutil
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +61,7 @@ SETTLE_S = 0.5
 def run(config: BrowserConfig) -> dict:
     """The section for ``benchmarks.run``: one app launch, ``config.repeats`` rounds."""
     with launch_app(timeout_s=STARTUP_TIMEOUT_S) as app:
-        raw = measure(app.url, config.repeats, keep_raw=True)
+        raw = measure(app.url, config.repeats)
     seconds = [figure(LABELS[k], v, "s").to_json() for k, v in raw.items() if k in LABELS]
     sizes = [figure(f"{LABELS[k]}: kB received", [b / 1e3 for b in raw[f"{k}_bytes"]], "kB").to_json()
              for k in PAYLOADS]
@@ -80,12 +72,6 @@ def run(config: BrowserConfig) -> dict:
                       "with the page for the detail view's map).",
                       "Timed from the user's action to the answer on screen, so it includes the browser's "
                       "rendering and Gradio's queue."]}
-
-
-def summary(values: list[float]) -> dict:
-    """Median, min and max (seconds, or bytes for the ``*_bytes`` keys) and n."""
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}
 
 
 def timed(action: Callable[[], None], done: Callable[[], None]) -> float:
@@ -104,7 +90,8 @@ def byte_counter(page) -> Callable[[], int]:
     return lambda: total[0]
 
 
-def measure(url: str, repeats: int, keep_raw: bool = False) -> dict:
+def measure(url: str, repeats: int) -> dict[str, list[float]]:
+    """Per figure key, its value in each counted round (seconds; bytes for ``*_bytes``)."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -162,18 +149,5 @@ def measure(url: str, repeats: int, keep_raw: bool = False) -> dict:
                     out[key].append(value)
             page.close()
         browser.close()
-    return out if keep_raw else {key: summary(values) for key, values in out.items()}
+    return out
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    with launch_app(timeout_s=STARTUP_TIMEOUT_S) as app:
-        figures = measure(app.url, args.repeats)
-    print(json.dumps(figures, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -9,11 +9,9 @@ warm means the same text again (the LRU hits, only search and assembly run).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,41 +46,25 @@ QUICK = QueryConfig(queries=6, warm_repeats=6, peer_queries=4, thread_counts=def
 FULL = QueryConfig(queries=60, warm_repeats=60, peer_queries=30, thread_counts=default_thread_counts())
 
 
-def query_texts(corpus: str, n: int, offset: int = 0) -> list[str]:
-    """``n`` distinct query texts of ``corpus`` (its judged query sets, else its captions),
-    starting at ``offset`` so that separate figures never share a text (they stay cold). Past
-    the end the texts come round again with a round number appended, still distinct."""
-    from benchmarks.soak import corpus_queries
-    from ciea.config import Settings
-
-    texts = list(dict.fromkeys(corpus_queries(Settings().assets_dir, corpus, limit=100_000)))
-    if not texts:
-        raise ValueError(f"{corpus} has no query texts")
-    return [texts[i % len(texts)] + (f" ({i // len(texts) + 1})" if i >= len(texts) else "")
-            for i in range(offset, offset + n)]
-
-
 class TextCounter:
-    """Hands out fresh slices of a corpus's query texts, so every cold figure is really cold."""
+    """Hands out fresh slices of each corpus's query texts (its judged query sets, else its
+    captions), so every cold figure is really cold; past the end the texts come round again with
+    a round number appended, still distinct."""
 
     def __init__(self) -> None:
+        from benchmarks.soak import corpus_queries
+        from ciea.config import Settings
+
         self.used: dict[str, int] = {}
+        self.texts = lambda corpus: list(dict.fromkeys(corpus_queries(Settings().assets_dir, corpus, 100_000)))
 
     def take(self, corpus: str, n: int) -> list[str]:
-        start = self.used.get(corpus, 0)
+        start, texts = self.used.get(corpus, 0), self.texts(corpus)
+        if not texts:
+            raise ValueError(f"{corpus} has no query texts")
         self.used[corpus] = start + n
-        return query_texts(corpus, n, start)
-
-
-@contextlib.contextmanager
-def text_encoded_per_retriever(service) -> Iterator[None]:
-    """The behaviour before the service shared one text-tower pass per query, kept as the peer:
-    without the service's per-text cache every retriever runs the tower itself (restored after)."""
-    service.share_text_encoding = False
-    try:
-        yield
-    finally:
-        service.share_text_encoding = True
+        return [texts[i % len(texts)] + (f" ({i // len(texts) + 1})" if i >= len(texts) else "")
+                for i in range(start, start + n)]
 
 
 def _per_retriever(service, corpus: str, name: str, texts: list[str], warm_repeats: int, tag: str) -> list[Figure]:
@@ -129,9 +111,12 @@ def _all_retrievers(service, corpus: str, names: list[str], texts: list[str], fr
     n = len(texts)
     cold = time_calls(lambda i: actions.search(texts[i] if i >= 0 else texts[0] + " (warm-up)", corpus, names, K), n)
     warm = time_calls(lambda i: actions.search(texts[0], corpus, names, K), warm_repeats)
-    with text_encoded_per_retriever(service):
+    service.share_text_encoding = False  # before: without the per-text cache every retriever ran the tower
+    try:
         separate = time_calls(lambda i: actions.search(fresh[i] if i >= 0 else fresh[0] + " (warm-up)", corpus, names,
                                                      K), n)
+    finally:
+        service.share_text_encoding = True
     response = service.search(texts[0], corpus, names, K)
     render = time_calls(lambda i: actions.render(response), n)
     return [

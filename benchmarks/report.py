@@ -17,6 +17,8 @@ from benchmarks.stats import meets
 SECTIONS = ("query", "app", "scale", "browser")
 #: Finished studies whose code is gone live on below this heading; a regenerated file keeps them.
 HISTORICAL_HEADING = "## Historical studies (code removed; figures from the commit named)"
+#: What the profile showed and what it changed, written by hand; a regenerated file keeps it too.
+PREFACE_HEADING = "## What the profile showed, and what changed"
 FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
 #: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
 #: "before" tags name the settings the project shipped until the profile below changed them.
@@ -35,20 +37,10 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value == 0:
-            return "0"
         magnitude = abs(value)
-        if magnitude >= 1000:
-            return f"{value:,.0f}"
-        if magnitude >= 100:
-            return f"{value:.0f}"
-        if magnitude >= 10:
-            return f"{value:.1f}"
-        if magnitude >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
+        if math.isnan(value) or magnitude >= 1000:
+            return "-" if math.isnan(value) else f"{value:,.0f}"
+        return f"{value:.3g}" if magnitude < 1 else f"{value:.{2 - int(math.log10(magnitude))}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -91,16 +83,13 @@ def comparisons(figures: list[dict[str, Any]], pairs=VARIANT_PAIRS) -> list[Comp
     return out
 
 
-def thread_tag(n: int) -> str:
-    return f"[{n} thread{'s' if n > 1 else ''}]"
-
-
 def thread_comparisons(figures: list[dict[str, Any]], thread_counts: list[int]) -> list[Comparison]:
     """Query-path figures at the other thread count (before) against the shipped one (after)."""
     if len(thread_counts) < 2:
         return []
     shipped, other = thread_counts[0], thread_counts[1]
-    return comparisons(figures, ((thread_tag(other), thread_tag(shipped),
+    tag = lambda n: f"[{n} thread{'s' if n > 1 else ''}]"  # noqa: E731 - as bench_query names them
+    return comparisons(figures, ((tag(other), tag(shipped),
                                   f"torch/FAISS threads {other} -> {shipped} (in process)"),))
 
 
@@ -109,35 +98,38 @@ def all_figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name in SECTIONS:
         section = sections.get(name) or {}
-        out += section.get("figures", []) + section.get("gpu_figures", [])
+        out += section.get("figures", [])
     return out
 
 
-@dataclass(frozen=True)
-class TargetRow:
-    target: str
-    figure: str
-    measured: str
-    met: bool | None
+def worst(figs: list[dict[str, Any]]) -> str:
+    """The worst of figures that share a target: highest p50 (and p95 where it is bounded), lowest
+    value of each named minimum (e.g. recall10)."""
+    measured = [f for f in figs if "median" in f]
+    if not measured:
+        return "not measured"
+    unit, goal = measured[0]["unit"], measured[0]["extra"]["target"]
+    out = f"p50 {fmt(max(f['median'] for f in measured))} {unit}"
+    if "p95_max" in goal:
+        out += f", p95 {fmt(max(f['p95'] for f in measured))} {unit}"
+    for key in goal.get("minimums", {}):
+        out += f", {key} {fmt(min(f['extra'].get(key, 0) for f in measured))}"
+    return out
 
 
-def target_rows(results: dict[str, Any]) -> list[TargetRow]:
-    """Every figure that carries a target, with its measured value and verdict, grouped by target."""
-    rows = []
+def targeted(results: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Figures that carry a target, grouped by (target label, setting), in run order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for fig in all_figures(results):
         goal = (fig.get("extra") or {}).get("target")
-        if not goal:
-            continue
-        if "median" not in fig:
-            rows.append(TargetRow(goal["label"], fig["name"], "not measured", None))
-            continue
-        measured = f"p50 {fmt(fig['median'])} {fig['unit']}"
-        if "p95_max" in goal:
-            measured += f", p95 {fmt(fig['p95'])} {fig['unit']}"
-        for key in goal.get("minimums", {}):
-            measured += f", {key} {fmt((fig.get('extra') or {}).get(key))}"
-        rows.append(TargetRow(goal["label"], fig["name"], measured, meets(fig)))
-    return sorted(rows, key=lambda r: r.target)
+        if goal:
+            groups.setdefault((goal["label"], setting_of(fig["name"])), []).append(fig)
+    return groups
+
+
+def verdict(figs: list[dict[str, Any]]) -> str:
+    found = [meets(f) for f in figs]
+    return "-" if None in found else "met" if all(found) else "MISSED"
 
 
 def header(meta: dict[str, Any]) -> str:
@@ -210,15 +202,6 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
         parts += [table(FIGURE_COLUMNS, figure_rows(section["figures"])), ""]
     if section.get("table"):
         parts += [table(section["columns"], section["table"]), ""]
-    if section.get("chosen"):
-        parts += [("Chosen index per size (exact Flat if its p50 is within 5 ms, else the best recall among "
-                  "settings with p50 <= 5 ms and Recall@10 >= 0.95):"), ""]
-        parts += [table(["n", "index", "setting", "p50 ms", "Recall@10", "index MB"],
-                        [[n, c["index"], c["params"] or "-", c["p50_ms"], c["recall10"], c["index_mb"]]
-                         if c else [n, "none met the bounds", "-", "-", "-", "-"]
-                         for n, c in section["chosen"].items()]), ""]
-    if section.get("gpu_figures"):
-        parts += ["GPU rows:", "", table(FIGURE_COLUMNS, figure_rows(section["gpu_figures"])), ""]
     if key == "app" and section.get("soak"):
         parts += soak_markdown(section["soak"])
     return "\n".join(parts)
@@ -227,25 +210,19 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
 def soak_markdown(soak: dict[str, Any]) -> list[str]:
     keys = ["clients", "requests", "wall_s", "errors", "p50_s", "p95_s", "max_s", "throughput_rps", "rss_warm_mb",
             "rss_end_mb", "growth_pct", "server_answers_after", "ok"]
+    kinds = soak.get("latency_by_kind") or {}
     return ["### Soak (benchmarks.soak.run_soak against the same process)", "",
             table(["measure", "value"], [[k, soak.get(k)] for k in keys if k in soak]), "",
             "Soak targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in soak.get("targets", {}).items()),
-            "", *soak_kind_table(soak)]
-
-
-def soak_kind_table(soak: dict[str, Any]) -> list[str]:
-    """Latency per kind of request (text, image, odd input, expected refusal), after warm-up."""
-    kinds = soak.get("latency_by_kind") or {}
-    if not kinds:
-        return []
-    return ["Latency by kind of request (after warm-up):", "",
-            table(["kind", "n", "p50 s", "p95 s", "max s"],
-                  [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in kinds.items()]), ""]
+            "", *(["Latency by kind of request (after warm-up):", "",
+                   table(["kind", "n", "p50 s", "p95 s", "max s"],
+                         [[k, v.get("n"), v.get("p50_s"), v.get("p95_s"), v.get("max_s")] for k, v in kinds.items()]),
+                   ""] if kinds else [])]
 
 
 #: Figures worth a before/after row (the rest of a variant's figures are in its own section).
 KEY_FIGURES = ("encode + search (cold)", "search handler (cold)", "core busy", "cold (distinct queries)",
-               "cold, plain HTTP", "first /search answer", "peak RSS", "tower on cpu", "peer: open_clip")
+               "cold, plain HTTP", "first /search answer", "peak RSS", "peer: open_clip")
 
 
 def key_comparisons(results: dict[str, Any]) -> list[Comparison]:
@@ -275,42 +252,6 @@ def setting_of(name: str) -> str:
     return tags[-1] if tags else "-"
 
 
-@dataclass(frozen=True)
-class TargetSummary:
-    """One target under one setting: how many figures, the worst of them and the verdict."""
-
-    target: str
-    setting: str
-    figures: int
-    worst: str
-    met: bool | None
-
-
-def target_summary(results: dict[str, Any]) -> list[TargetSummary]:
-    """Targeted figures grouped by target (alphabetically) and setting (in run order: as shipped first)."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for fig in all_figures(results):
-        goal = (fig.get("extra") or {}).get("target")
-        if goal:
-            groups.setdefault((goal["label"], setting_of(fig["name"])), []).append(fig)
-    order = {key: i for i, key in enumerate(groups)}
-    out = []
-    for (label, setting), figs in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0]])):
-        measured = [f for f in figs if "median" in f]
-        if not measured:
-            out.append(TargetSummary(label, setting, len(figs), "not measured", None))
-            continue
-        unit = measured[0]["unit"]
-        worst = f"p50 {fmt(max(f['median'] for f in measured))} {unit}"
-        if any("p95_max" in (f["extra"]["target"]) for f in measured):
-            worst += f", p95 {fmt(max(f['p95'] for f in measured))} {unit}"
-        for key in measured[0]["extra"]["target"].get("minimums", {}):
-            worst += f", {key} {fmt(min((f.get('extra') or {}).get(key, 0) for f in measured))}"
-        verdicts = [meets(f) for f in figs]
-        out.append(TargetSummary(label, setting, len(figs), worst, None if None in verdicts else all(verdicts)))
-    return out
-
-
 #: Before/after pairs repeated as sentences in the closing note.
 CONCLUSION_FIGURES = ("search handler (cold)", "SearchService.search, all retrievers", "cold (distinct queries)",
                       "first /search answer")
@@ -319,14 +260,6 @@ CONCLUSION_FIGURES = ("search handler (cold)", "SearchService.search, all retrie
 def conclusions(results: dict[str, Any]) -> list[str]:
     """Plain sentences drawn from the measured figures (never written by hand, so never stale)."""
     out = []
-    scale = results.get("sections", {}).get("scale") or {}
-    for n, chosen in (scale.get("chosen") or {}).items():
-        if chosen:
-            out.append(f"Index at n = {int(n):,}: {chosen['index']}"
-                       f"{' with ' + chosen['params'] if chosen['params'] else ''} (p50 {fmt(chosen['p50_ms'])} ms, "
-                       f"Recall@10 {fmt(chosen['recall10'])}).")
-        else:
-            out.append(f"At n = {int(n):,} no measured index met p50 <= 5 ms with Recall@10 >= 0.95.")
     for c in key_comparisons(results):
         if c.speedup and any(key in c.before["name"] for key in CONCLUSION_FIGURES) \
                 and not (c.change.startswith("torch/FAISS threads") and "per retriever" in c.before["name"]):
@@ -337,67 +270,51 @@ def conclusions(results: dict[str, Any]) -> list[str]:
 
 
 def closing_note(results: dict[str, Any]) -> str:
-    verdict = {True: "met", False: "MISSED", None: "-"}
     lines = ["## Closing note: targets", ""]
-    summary = target_summary(results)
-    if not summary:
+    groups = targeted(results)
+    if not groups:
         return "\n".join(lines + ["No targeted figure was measured in this run.", ""])
+    order = {key: i for i, key in enumerate(groups)}  # settings in run order: as shipped first
     lines += [("Each target under each setting it was measured in, with the worst of its figures (all corpora "
                "and retrievers); the per-figure list follows."), ""]
     lines += [table(["target", "setting", "figures", "worst measured", "verdict"],
-                    [[t.target, t.setting, t.figures, t.worst, verdict[t.met]] for t in summary]), ""]
+                    [[label, setting, len(figs), worst(figs), verdict(figs)] for (label, setting), figs
+                     in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0]]))]), ""]
     found = conclusions(results)
     if found:
         lines += ["Defaults and the changes that matter, from the figures above:", ""]
         lines += [f"- {note}" for note in found] + [""]
-    rows = target_rows(results)
+    rows = sorted(((label, f) for (label, _), figs in groups.items() for f in figs), key=lambda r: r[0])
     lines += ["<details><summary>Every targeted figure</summary>", "",
               table(["target", "figure", "measured", "verdict"],
-                    [[r.target, r.figure, r.measured, verdict[r.met]] for r in rows]), "", "</details>"]
+                    [[label, f["name"], worst([f]), verdict([f])] for label, f in rows]), "", "</details>"]
     return "\n".join(lines + [""])
 
 
-#: What the profile showed and what it asks to change. No figures here: the tables below hold them,
-#: and "as shipped" rows measure the code at the commit named in the header.
-PREFACE = """## What the profile showed, and what changed
-
-1. **OpenMP threads spin on a shared CPU.** torch and FAISS used every core (2 here) for every query.
-   When another process holds a core, each of the many small parallel regions of a one-query MiniLM
-   forward waits for a descheduled, spinning thread. On an idle machine two threads are somewhat faster;
-   with one core busy they are many times slower (the historical contention study held a core on purpose).
-   **Changed:** the search service now runs one torch/FAISS thread per process (`SERVING_THREADS` in
-   `ciea/config.py`; a query is tiny and concurrency comes from Gradio's workers). With one thread there
-   is no OpenMP worker left to spin, so `OMP_WAIT_POLICY` no longer matters. Build and training keep
-   every core. `[every core]` rows measure the old setting, `[as shipped]` the new one; `CIEA_THREADS=N`
-   overrides it.
-2. **Every retriever encoded the same query again.** text-dense, dual-split, dual-fused, dual-gcl and ciea
-   all run the same text tower on the same text. **Changed:** the service encodes a query text once
-   (cached per text) and each retriever maps that vector into its own space; image queries likewise run
-   the image tower once. The `text encoded per retriever` rows measure the old path.
-3. **gradio_client polls.** Its result loop sleeps 50 ms between checks, so every `client.predict` pays a
-   floor that a browser (push events) does not; the plain HTTP + SSE rows show the server-side cost.
-4. **POT's sliced W2 is general-purpose.** For two equal-size uniform samples the 1-D optimal coupling is
-   the sorted order, so sorting the projections gives the same value (to rounding) several times faster
-   (historical geometry study, `sorted projections` row).
-5. **Index type by size.** Exact `Flat` search is the default and stays right for the shipped corpora
-   (about 3,000 vectors); the scale section says where it stops meeting 5 ms and which approximate index
-   and setting to use beyond (the rule is under its table; the choices are in the closing note).
-"""
-
-
-def historical(path: Path) -> str:
-    """The historical studies of an existing BENCHMARKS.md (from ``HISTORICAL_HEADING`` on), or ""."""
+def _kept(path: Path, heading: str, to_end: bool) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
         return ""
-    at = text.find(HISTORICAL_HEADING)
-    return text[at:] if at >= 0 else ""
+    at = text.find(heading)
+    end = len(text) if to_end else text.find("\n## ", at + 1) + 1
+    return text[at:end] if at >= 0 and end > at else ""
 
 
-def render(results: dict[str, Any], history: str = "") -> str:
-    """The whole BENCHMARKS.md; ``history`` (see ``historical``) is kept at its end."""
-    parts = [header(results.get("meta", {})), "", PREFACE]
+def historical(path: Path) -> str:
+    """The historical studies of an existing BENCHMARKS.md (from ``HISTORICAL_HEADING`` on), or ""."""
+    return _kept(path, HISTORICAL_HEADING, to_end=True)
+
+
+def preface(path: Path) -> str:
+    """The hand-written summary of what the profile showed (``PREFACE_HEADING`` to the next section), or ""."""
+    return _kept(path, PREFACE_HEADING, to_end=False)
+
+
+def render(results: dict[str, Any], history: str = "", profile: str = "") -> str:
+    """The whole BENCHMARKS.md; ``profile`` (see ``preface``) follows the header and ``history``
+    (see ``historical``) ends it: prose written by hand, kept when the file is regenerated."""
+    parts = [header(results.get("meta", {})), "", profile]
     sections = results.get("sections", {})
     for key in SECTIONS:
         if key in sections:

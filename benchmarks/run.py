@@ -5,16 +5,15 @@
     python -m benchmarks.run --only query,scale --quick
 
 Sections: query (in-process query path per retriever, thread experiment, open_clip peer), app
-(cold start, peak RSS, /search end to end through gradio_client, a short soak), scale (synthetic
-1e5 / 1e6 corpora: Flat, HNSW, IVF variants, numpy), browser (headless Chromium). Finished studies
-(thread contention, build throughput, geometry timings) are prose and tables at the end of
-BENCHMARKS.md, kept when it is rewritten. The JSON goes to stdout (and ``--json``); progress goes
-to stderr.
+(cold start, peak RSS, /search end to end, a short soak), scale (synthetic corpora up to 1e6:
+exact Flat and numpy), browser (headless Chromium). Finished studies and the profile summary are
+prose in BENCHMARKS.md, kept when it is rewritten. JSON goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -41,8 +40,8 @@ log = logging.getLogger("benchmarks")
 def loadavg() -> float | None:
     """The 1-minute load average."""
     try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    except OSError:
         return None
 
 
@@ -60,30 +59,25 @@ def wait_for_quiet(limit: float, max_wait_s: float, poll_s: float = LOAD_POLL_S,
         waited += poll_s
 
 
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file, or None."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path(path).read_text().splitlines()
+                    if line.startswith(key))
+    except (OSError, StopIteration):
+        return None
+
+
 def machine() -> dict[str, Any]:
-    cpu = "?"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = None
-    try:
-        kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                  if line.startswith("MemTotal"))
-        memory_gb = round(kb / 2**20, 1)
-    except (OSError, StopIteration):
-        pass
+    memory_kb = _proc_field("/proc/meminfo", "MemTotal")
     gpu = None
-    try:
+    with contextlib.suppress(Exception):  # the GPU line is informational
         import torch
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 - the GPU line is informational
-        gpu = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": memory_gb, "platform": platform.platform(),
-            "gpu": gpu}
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or "?", "cores": os.cpu_count(),
+            "memory_gb": round(int(memory_kb.split()[0]) / 2**20, 1) if memory_kb else None,
+            "platform": platform.platform(), "gpu": gpu}
 
 
 def versions() -> dict[str, str]:
@@ -92,10 +86,8 @@ def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("torch", "faiss-cpu", "numpy", "transformers", "open_clip_torch", "gradio", "gradio_client",
                  "umap-learn", "POT"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -177,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if md == "-":
         sys.stderr.write(report.render(results))
     elif md != "none":
-        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD)), encoding="utf-8")
+        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD), report.preface(BENCHMARKS_MD)),
+                            encoding="utf-8")
         log.info("wrote %s", md)
     return 0
 

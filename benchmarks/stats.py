@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import median
 from typing import Any
 
 from benchmarks.soak import percentile
@@ -35,25 +36,13 @@ class Summary:
         return self.p75 - self.p25
 
 
-def median(values: Sequence[float]) -> float:
-    """The middle value (mean of the two middle values for an even count)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of no values")
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def summarise(values: Sequence[float]) -> Summary:
     """Median, nearest-rank p25/p75/p95, min, max and mean of ``values`` (at least one)."""
     values = [float(v) for v in values]
-    if not values:
-        raise ValueError("summarise needs at least one value")
-    if any(math.isnan(v) for v in values):
-        raise ValueError("summarise got NaN")
-    return Summary(n=len(values), median=median(values), p95=percentile(values, 95),
-                   p25=percentile(values, 25), p75=percentile(values, 75), min=min(values),
-                   max=max(values), mean=sum(values) / len(values))
+    if not values or any(math.isnan(v) for v in values):
+        raise ValueError("summarise needs at least one value and no NaN")
+    return Summary(len(values), median(values), *(percentile(values, q) for q in (95, 25, 75)), min(values),
+                   max(values), sum(values) / len(values))
 
 
 @dataclass
@@ -102,49 +91,27 @@ def time_calls(fn: Callable[[int], Any], repeats: int, warmup: int = 1, scale: f
     return out
 
 
-def rate(count: int, seconds: float) -> float:
-    """Items per second (0 for a zero-length interval would be a lie: refuse it)."""
-    if seconds <= 0:
-        raise ValueError("rate needs a positive duration")
-    return count / seconds
-
-
 def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k: int) -> float:
     """Mean over queries of |found[:k] & truth[:k]| / k (Recall@k against exact search)."""
     if len(found) != len(truth) or not len(truth):
         raise ValueError("recall_at_k needs one found and one true list per query")
-    total = 0.0
-    for got, want in zip(found, truth):
-        want_k = {int(x) for x in list(want)[:k]}
-        total += len({int(x) for x in list(got)[:k] if int(x) >= 0} & want_k) / k
-    return total / len(truth)
+    return sum(len({int(x) for x in list(got)[:k] if int(x) >= 0} & {int(x) for x in list(want)[:k]}) / k
+               for got, want in zip(found, truth)) / len(truth)
 
 
 def target(label: str, *, median_max: float | None = None, p95_max: float | None = None,
            **minimums: float) -> dict[str, Any]:
     """A machine-checkable target for a figure: bounds on its median and p95, and minimums on
     named extras (e.g. ``recall10=0.95``); ``label`` is how BENCHMARKS.md states it."""
-    out: dict[str, Any] = {"label": label}
-    if median_max is not None:
-        out["median_max"] = median_max
-    if p95_max is not None:
-        out["p95_max"] = p95_max
-    if minimums:
-        out["minimums"] = dict(minimums)
-    return out
+    out = {"label": label, "median_max": median_max, "p95_max": p95_max, "minimums": dict(minimums)}
+    return {k: v for k, v in out.items() if v is not None and v != {}}
 
 
 def meets(fig: dict[str, Any]) -> bool | None:
     """Whether a figure's JSON (``Figure.to_json``) meets its target; None without target or value."""
-    goal = (fig.get("extra") or {}).get("target")
+    extra = fig.get("extra") or {}
+    goal = extra.get("target")
     if not goal or "median" not in fig:
         return None
-    ok = True
-    if "median_max" in goal:
-        ok &= fig["median"] <= goal["median_max"]
-    if "p95_max" in goal:
-        ok &= fig["p95"] <= goal["p95_max"]
-    for key, low in goal.get("minimums", {}).items():
-        value = (fig.get("extra") or {}).get(key)
-        ok &= value is not None and value >= low
-    return bool(ok)
+    return bool(fig["median"] <= goal.get("median_max", math.inf) and fig["p95"] <= goal.get("p95_max", math.inf)
+                and all(extra.get(k) is not None and extra[k] >= low for k, low in goal.get("minimums", {}).items()))
