@@ -221,9 +221,10 @@ def build_demo(service: SearchService) -> gr.Blocks:
         b.intervals.click(bench.table_with_intervals, [corpus, b.split, b.metric], [b.table, b.chart],
                           api_name="benchmark_intervals", api_visibility="private", concurrency_limit=1,
                           concurrency_id="intervals")
-        gr.on([b.split.change, b.kind.change], bench.queries, [corpus, b.split, b.kind],
-              [b.kind, b.query], api_name="benchmark_queries", api_visibility="private",
-              trigger_mode="always_last")
+        b.split.change(bench.queries, [corpus, b.split, b.kind], [b.kind, b.query], api_name="benchmark_queries",
+                       api_visibility="private", trigger_mode="always_last")
+        b.kind.input(bench.choose_kind, [corpus, b.split, b.kind], [b.kind, b.query], api_name="benchmark_kind",
+                     api_visibility="private", trigger_mode="always_last")
         gr.on([b.query.change, b.k.release], on_gpu(bench.drilldown), [corpus, b.split, b.query, b.k],
               [b.results, b.raw], api_name="drilldown", trigger_mode="always_last")
     return demo

@@ -565,3 +565,17 @@ def test_mrr_interval_brackets_the_mean_over_queries():
     low, high = mrr_interval(rr)
     assert low < float(np.mean(rr)) < high and high - low < 0.3
     assert mrr_interval([1.0, 1.0, 1.0]) == (1.0, 1.0) and mrr_interval([0.5]) is None
+
+
+def test_drilldown_opens_on_a_telling_kind_and_keeps_all_only_when_chosen():
+    from ciea.service import SearchService
+    from ciea.ui.benchmark_tab import ALL_KINDS, BenchmarkActions
+
+    bench = BenchmarkActions(SearchService())
+    kind, query = bench.queries("scenes", "test", None)
+    assert kind.value == "complementary" and "comp" in query.value
+    # "all" left behind by a set without kinds (stamps' captions) does not stick ...
+    assert bench.queries("scenes", "test", ALL_KINDS)[0].value == "complementary"
+    assert bench.queries("scenes", "test", "image-only")[0].value == "image-only"
+    # ... but the user's own choice of "all" does
+    assert bench.choose_kind("scenes", "test", ALL_KINDS)[0].value == ALL_KINDS

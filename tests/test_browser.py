@@ -270,6 +270,8 @@ def test_full_hd_verdicts_benchmark_and_corpus_switch(browser, app_url):
     page.wait_for_selector("#ciea-drilldown .ciea-card")
     assert_grid_usable(page, "#ciea-drilldown")
     assert page.locator("#ciea-drilldown .ciea-verdict[data-best]").count() >= 1
+    # the drill-down opens on a query the image must answer, not a caption query all get right
+    assert page.locator("#ciea-drill-kind input").first.input_value() == "complementary"
     page.screenshot(path=str(ARTIFACTS / "benchmark-1920x1080.png"), full_page=True)
     page.get_by_role("tab", name="Geometry").click()
     page.wait_for_selector("#ciea-umap .js-plotly-plot .gl-container canvas")

@@ -59,7 +59,9 @@ def build_benchmark_tab(splits: list[str]) -> BenchmarkTab:
     chart = gr.Plot(label="Chart")
     gr.Markdown("### Drill down: one query, every retriever")
     with gr.Row():
-        kind = gr.Dropdown([ALL_KINDS], value=None, label="Query kind", scale=1)
+        # No choices until a query set is read: a lone "all" would be auto-selected and stick,
+        # and the drill-down would open on a caption query that every retriever gets right.
+        kind = gr.Dropdown([], value=None, label="Query kind", scale=1, elem_id="ciea-drill-kind")
         query = gr.Dropdown([], label="Query (type to filter)", scale=4, filterable=True, allow_custom_value=True)
         k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="k", scale=1)
     results = gr.HTML(js_on_load=CARD_CLICK_JS, elem_id="ciea-drilldown", min_height=80, label="Drill-down results")
@@ -91,7 +93,7 @@ class BenchmarkActions:
         if not open_now:
             blank = notice_figure("Open the Benchmark tab to load this corpus.", height=120)
             # no kind chosen: the tab opens on a telling kind again
-            return gr.skip(), [], blank, gr.Dropdown(choices=[ALL_KINDS], value=None), gr.Dropdown(choices=[], value=None)
+            return gr.skip(), [], blank, gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None)
         chosen = self.open(corpus, split)
         value = chosen.value if isinstance(chosen, gr.Dropdown) else split
         return (chosen, *self.table(corpus, value, metric), *self.queries(corpus, value, ""))
@@ -141,23 +143,32 @@ class BenchmarkActions:
         return (benchmark_rows({split: report}, counts, intervals),
                 benchmark_figure(report, metric or DEFAULT_METRIC, intervals))
 
-    def queries(self, corpus: str, split: str, kind: str) -> tuple[gr.Dropdown, gr.Dropdown]:
-        """Kind choices and the (filtered) query choices of one query set."""
+    def queries(self, corpus: str, split: str, kind: str, keep_all: bool = False) -> tuple[gr.Dropdown, gr.Dropdown]:
+        """Kind choices and the (filtered) query choices of one query set. A kind the set has is
+        kept, except "all" unless the user just chose it (``keep_all``): a set without kinds (stamps'
+        captions, or the old split during a corpus switch) leaves "all" behind, and the drill-down
+        should still open on a kind only the image can answer."""
         def failed(msg: str):
-            return gr.Dropdown(choices=[ALL_KINDS], value=ALL_KINDS), gr.Dropdown(choices=[], value=None, info=msg)
+            # no kind chosen (a stale split during a corpus switch lands here): the next call
+            # with the right split opens on a telling kind instead of keeping "all"
+            return gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None, info=msg)
 
         def run():
             queries, qrels = self.service.query_set(corpus, split)
             judged = [q for q in queries if q.qid in qrels]
             kinds = [ALL_KINDS] + sorted({q.kind for q in judged if q.kind})
             telling = next((k for k in DRILLDOWN_KINDS if k in kinds), ALL_KINDS)
-            chosen = kind if kind in kinds else telling
+            chosen = kind if kind in kinds and (keep_all or kind != ALL_KINDS) else telling
             shown = [q for q in judged if chosen == ALL_KINDS or q.kind == chosen]
             choices = [(" · ".join(filter(None, (q.text, q.kind, q.qid))), q.qid) for q in shown]
             return (gr.Dropdown(choices=kinds, value=chosen),
                     gr.Dropdown(choices=choices, value=choices[0][1] if choices else None, info=None))
 
         return guarded(run, failed, "benchmark queries")
+
+    def choose_kind(self, corpus: str, split: str, kind: str) -> tuple[gr.Dropdown, gr.Dropdown]:
+        """The user picked ``kind`` (``all`` included): its queries."""
+        return self.queries(corpus, split, kind, keep_all=True)
 
     def drilldown(self, corpus: str, split: str, qid: str, k: float) -> tuple[str, dict]:
         """Each retriever's top-k for one judged query, relevant documents marked: (table, JSON)."""
