@@ -401,7 +401,7 @@ def train_alignment(name: str, backbone: Backbone, train: Split, devs: Sequence[
             return full_documents(dev.features).float().cpu().numpy()
 
     def queries(q: np.ndarray) -> np.ndarray:
-        return form.query_form(torch.as_tensor(q)).float().numpy()
+        return np.asarray(form.query_form(q), dtype=np.float32)  # the form takes numpy as it is
 
     def dev_score() -> float:
         return mean_dev_mrr(devs, backbone, documents, queries)
@@ -508,8 +508,7 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
         return score
 
     def mine() -> list[tuple[int, ...]]:
-        docs = documents(Split("train", train.documents, train.features, train.pairs))
-        return mine_hard_negatives(train, train.query_vectors(backbone), docs, config.hard_negative_pool)
+        return mine_hard_negatives(train, train.query_vectors(backbone), documents(train), config.hard_negative_pool)
 
     def step(batch: list[tuple[int, int]], negatives: Sequence[int | None] | None = None) -> torch.Tensor:
         pair_idx = torch.tensor([i for i, _ in batch], device=device)
