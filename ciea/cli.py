@@ -335,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="webqa: at most N documents of each kind (test positives first)")
     p.add_argument("--strict", action="store_true", help="webqa: stop at the first undecodable image")
     p.add_argument("--seed", type=int, default=0, help="scenes: generator seed (default 0, the shipped set)")
-    p.add_argument("--probes", action="store_true", help="scenes: also the probe scenes and queries (binding, "
-                   "spatial, count, unseen); not yet in the shipped set, whose heads were trained without them")
+    p.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
+                   help="scenes: also the probe scenes and queries (binding, spatial, count, unseen), as shipped "
+                        "(--no-probes: the base scenes alone)")
     p.set_defaults(func=cmd_build_assets)
 
     p = sub.add_parser("eval", parents=[common], help="print IR metrics per retriever as JSON")

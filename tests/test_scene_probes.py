@@ -1,5 +1,5 @@
 """The scenes probe kinds (binding, spatial, count, unseen): exact relevance on hand-built layouts,
-the full probed set that `build-assets --corpus scenes --probes` writes (sizes, hard negatives,
+the full probed set that `build-assets --corpus scenes` writes (sizes, hard negatives,
 held-out objects, text <-> judgement agreement), the base kinds left as they were, recoloured
 rendering, and per-kind evaluation.
 """
@@ -22,8 +22,9 @@ from ciea.data.schema import load_queries
 
 from test_scenes import REAL_STAMPS, make_stamps
 
-#: A tiny build with one group of every probe kind per split (seed 3 fits the tiny stamps).
-PROBED = dict(seed=3, n_primaries=4, scenes_per_split={"train": 2, "dev": 1, "test": 1}, three_object_fraction=0.5,
+#: A tiny build with one group of every probe kind per split (6 primaries: 4 held out as unseen objects, 2 left
+#: to be probe primaries; seed 3 fits the tiny stamps).
+PROBED = dict(seed=3, n_primaries=6, scenes_per_split={"train": 2, "dev": 1, "test": 1}, three_object_fraction=0.5,
               probe_groups={k: {"train": 0 if k == "unseen" else 1, "dev": 1, "test": 1} for k in sp.PROBE_KINDS},
               unseen_objects={"dev": 2, "test": 2})
 
@@ -290,8 +291,9 @@ def test_unseen_objects_are_never_secondaries_in_train(full_probed):
 
 
 def test_base_kinds_keep_their_scenes_queries_and_judgements(full_probed, probed_dir, tmp_path):
-    """Probe scenes are appended: base files (the full_probed set) are a prefix of the probed ones; caption
-    and complementary judgements are unchanged; image-only ones only gain probe scenes showing the object."""
+    """Probe scenes are appended: base files (the full_probed set) are a prefix of the probed ones;
+    complementary judgements are unchanged; caption and image-only ones only gain probe scenes
+    (of the caption's primary, showing the object)."""
     layouts, _, _, _, _ = full_probed
     sc.build_scenes(REAL_STAMPS, tmp_path, seed=0)
     for name in ["layouts.jsonl", "corpus.jsonl"] + [f"queries_{s}.jsonl" for s in sc.SPLITS]:
@@ -304,10 +306,28 @@ def test_base_kinds_keep_their_scenes_queries_and_judgements(full_probed, probed
         base = json.loads((tmp_path / f"qrels_{split}.json").read_text())
         full = json.loads((probed_dir / f"qrels_{split}.json").read_text())
         for qid, rel in base.items():
-            if "-img-" in qid:
+            if "-img-" in qid or "-cap-" in qid:
                 assert set(rel) <= set(full[qid]) and set(full[qid]) - set(rel) <= probe_ids, qid
             else:
                 assert full[qid] == rel, qid
+
+
+def test_image_only_objects_are_never_captioned(full_probed):
+    """Probe primaries are base primaries, so an object a base image-only query asks about is named
+    by no caption anywhere: text alone cannot find it (the flaw of the first probed build)."""
+    layouts, queries, qrels, meta, objects = full_probed
+    captioned = {l.primary.name for l in layouts}
+    assert captioned == {l.primary.name for l in layouts if not l.probe}
+    image_only = {o.name for l in layouts if not l.probe for o in l.secondaries}
+    assert image_only and not image_only & captioned
+    by_id = {l.scene_id: l for l in layouts}
+    for split in sc.SPLITS:
+        for q in queries[split]:
+            if q.kind == "image-only":
+                scenes = [by_id[d] for d in qrels[split][q.qid]]
+                common = set.intersection(*(lay.names() for lay in scenes))  # the object asked about
+                assert len(common) == 1 and common <= image_only, q.qid
+                assert not any(lay.primary.name in common for lay in scenes), q.qid
 
 
 # ----------------------------------------------------------------------------- tiny builds

@@ -26,13 +26,16 @@ image can answer. Each kind is built in groups (``DEFAULT_GROUPS`` per split):
   (dev and test hold out different ones) that is never a secondary in any train scene, base or
   probe. Queries: "P beside U" (dev and test only). Relevant: scenes with primary P showing U.
 
-Objects: primaries and the secondaries of binding, spatial and count come from the base
-secondary pool (seen as secondaries in training); the unseen objects from the base primaries
-(never a secondary in a base scene). No two objects shown together in a probe scene are ever
-shown together in another group or in any base scene, so a query naming them has no
-unmarked scene that also shows both. As a consequence the base ``image-only`` queries gain
-the probe scenes that show their object (relevance stays exact); ``caption`` and
-``complementary`` judgements are unchanged.
+Objects keep their base roles: probe primaries are base primaries (the only captioned objects),
+the secondaries of binding, spatial and count come from the base secondary pool (seen as
+secondaries in training), the unseen objects from the base primaries (never a secondary in a
+base scene). So the objects of base ``image-only`` queries are still never named by a caption.
+No two objects shown together in a probe scene are ever shown together in another group or in
+any base scene, so a query naming them has no unmarked scene that also shows both. As a
+consequence the base ``image-only`` queries gain the probe scenes that show their object and
+``caption`` queries the probe scenes of their primary (relevance stays exact: both are judged
+over every scene); ``complementary`` judgements are unchanged, though each primary now has
+more scenes that match the caption and not the query.
 """
 
 from __future__ import annotations
@@ -362,11 +365,17 @@ def generate_probe_layouts(objects: Sequence[SceneObject], aspects: Mapping[str,
     rng = random.Random(seed + 32_452_843)
     by_name = {o.name: o for o in objects}
     primary_names = set(primaries)
-    pool = sorted((o for o in objects if o.name not in primary_names), key=lambda o: (o.name.lower(), o.doc_id))
+    ordered = sorted(objects, key=lambda o: (o.name.lower(), o.doc_id))
+    # Roles as in the base scenes: captioned primaries come from the base primaries, secondaries
+    # from the secondary-only pool, so an object that base queries ask about as image-only is
+    # never named by a caption (it would make those queries caption-answerable).
+    captioned = [o for o in ordered if o.name in primary_names]
+    pool = [o for o in ordered if o.name not in primary_names]
     unseen = unseen if unseen is not None else unseen_objects(objects, primaries, seed)
     plain = [o for o in pool if not has_colour_word(o.name)]
-    eligible = {"binding": (plain, plain, 2, 2), "spatial": (pool, pool, 2, 2),
-                "count": (pool, [o for o in pool if countable(o)], 1, 3)}
+    plain_captioned = [o for o in captioned if not has_colour_word(o.name)]
+    eligible = {"binding": (plain_captioned, plain, 2, 2), "spatial": (captioned, pool, 2, 2),
+                "count": (captioned, [o for o in pool if countable(o)], 1, 3)}
     picker = _Picker(base, rng)
     # Most constrained kinds first (unseen draws from a few held-out objects, binding from
     # colourless names), splits interleaved within a kind; ids are shuffled at the end.
@@ -380,7 +389,9 @@ def generate_probe_layouts(objects: Sequence[SceneObject], aspects: Mapping[str,
         if kind == "unseen":
             if split not in unseen:
                 raise ValueError(f"unseen scenes asked for in {split!r}, which holds out no objects.")
-            prims, secs, k, n_scenes = pool, [by_name[n] for n in unseen[split]], 2, 1
+            held_out = {n for names in unseen.values() for n in names}  # never next to another held-out object
+            prims = [o for o in captioned if o.name not in held_out]
+            prims, secs, k, n_scenes = prims, [by_name[n] for n in unseen[split]], 2, 1
         else:
             prims, secs, k, n_scenes = eligible[kind]
         picked = picker.pick(prims, secs, k, n_scenes)

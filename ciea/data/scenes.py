@@ -43,7 +43,7 @@ objects, 150 primaries x 14 scenes = 2,100 scenes (8 train / 2 dev / 4 test per 
 spread evenly (26-27 each) over the 138 secondary-only objects.
 Base queries (caption + complementary + image-only): test 150 + 1,050 + 138 = 1,338; dev
 150 + 521 + 138 = 809; train 600 + 8,456 + 552 = 9,608 (four templates per item).
-With ``probes`` (``build-assets --corpus scenes --probes``; not yet in the shipped set), 1,820
+With ``probes`` (as shipped: ``build-assets --corpus scenes``; ``--no-probes`` leaves them out), 1,820
 probe scenes more (632 train / 396 dev / 792 test), 3,920 scenes in all; probe queries
 (binding + spatial + count + unseen): test 320 + 320 + 312 + 320; dev 160 + 160 + 156 + 160;
 train 1,280 + 1,280 + 1,248 + 0. Building takes about 2 s and writes about 6.2 MB; rendering
@@ -584,8 +584,8 @@ def build_scenes(stamps_corpus_dir: Path, out_dir: Path, seed: int = 0, n_primar
 
     Base scenes first, then, with ``probes`` or explicit ``probe_groups``, the probe scenes
     (``ciea/data/scene_probes.py``; ``probes`` takes its ``DEFAULT_GROUPS``, ``unseen_objects``
-    defaults to its ``DEFAULT_UNSEEN_OBJECTS``). The shipped set has no probes yet: its heads were
-    trained and timed without them. Writes ``layouts.jsonl``, ``corpus.jsonl`` (image =
+    defaults to its ``DEFAULT_UNSEEN_OBJECTS``); the shipped set has them (the command line asks
+    for ``probes``). Writes ``layouts.jsonl``, ``corpus.jsonl`` (image =
     ``render/<scene_id>.png``, category = split), ``queries_<split>.jsonl`` ({"qid", "text",
     "kind"}), ``qrels_<split>.json`` ({qid: {doc_id: 1}}) and ``meta.json`` (parameters and
     counts). No images: call ``ensure_rendered`` for those.
