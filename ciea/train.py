@@ -484,10 +484,18 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
     """Train CIEA's head through the frozen language model: L_c + lambda L_comp + the weight map's
     alignment loss."""
     head_config = CIEAConfig.for_backbone(backbone, use_weights=config.use_weights, **config.ciea)
-    head, scale, optimizer, rng, device = _setup(lambda: CIEAHead(head_config), config, initial_state)
     for tower in (getattr(backbone, "text_model", None), getattr(backbone, "model", None)):
         for p in tower.parameters() if tower is not None else ():
             p.requires_grad_(False)  # frozen language model: gradients reach the head only
+    readers = []  # the backbone documents are read with (a private adapted copy with adapter_rank)
+
+    def make_head() -> CIEAHead:
+        head = CIEAHead(head_config)
+        readers.append(head.attach_adapter(backbone))
+        return head
+
+    head, scale, optimizer, rng, device = _setup(make_head, config, initial_state)
+    reader = readers[0]
     queries = [p.query for p in train.pairs]
     query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     captions = [train.documents[p.positives[0]].text for p in train.pairs]
@@ -498,7 +506,7 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
     groups = caption_groups(train.documents)
 
     def documents(dev: Split) -> np.ndarray:
-        return encode_ciea_documents(backbone, head, dev.features.image.patches, [d.text for d in dev.documents],
+        return encode_ciea_documents(reader, head, dev.features.image.patches, [d.text for d in dev.documents],
                                      dev.features.text)
 
     def dev_score() -> float:
@@ -517,10 +525,10 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
         shown = ["" if io else train.documents[r].text for io, r in zip(image_only.tolist(), rows)]
         patches = torch.as_tensor(train.features.image.patches[rows], dtype=torch.float32, device=device)
         t = caption_vecs[rows]
-        documents, _ = encode_documents_with(backbone, head, patches, shown, t)
+        documents, _ = encode_documents_with(reader, head, patches, shown, t)
         comp_rows = comp_valid[pair_idx] & ~image_only
         if bool(comp_rows.any()):
-            image_sides, _ = encode_documents_with(backbone, head, patches, shown, t, with_caption=False)
+            image_sides, _ = encode_documents_with(reader, head, patches, shown, t, with_caption=False)
         else:
             image_sides = documents
         hard = None
@@ -528,7 +536,7 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
         if mined:
             neg = mined[0]
             neg_patches = torch.as_tensor(train.features.image.patches[neg], dtype=torch.float32, device=device)
-            neg_docs, _ = encode_documents_with(backbone, head, neg_patches, [train.documents[r].text for r in neg],
+            neg_docs, _ = encode_documents_with(reader, head, neg_patches, [train.documents[r].text for r in neg],
                                                 caption_vecs[neg])
             hard = HardNegatives(neg_docs, mined[1].to(device))
         out = ciea_loss(query_vecs[pair_idx], documents, comp_vecs[pair_idx], image_sides, scale(),

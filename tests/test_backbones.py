@@ -106,6 +106,23 @@ def test_open_clip_random_weights_shapes(random_clip):
     assert "open_clip ViT-B-32" in random_clip.text_tower
 
 
+def test_open_clip_adapter_wraps_the_text_mlps_of_a_private_copy_only(random_clip):
+    """CIEA's LoRA adapter on open_clip: one module holds both towers, so the private copy shares
+    the image tower, and only the text transformer's MLPs get LoRA layers."""
+    from ciea.retrievers.adapter import attach_lora
+
+    reader, modules = attach_lora(random_clip, rank=2)
+    assert reader.model is not random_clip.model and reader.model.visual is random_clip.model.visual
+    lora = [n for n, _ in reader.model.named_modules() if n.endswith("lora_A")]
+    assert len(lora) == 2 * len(random_clip.model.transformer.resblocks) == len(modules) // 2
+    assert all(n.startswith("transformer.resblocks.") and ".mlp." in n for n in lora)
+    assert not any("lora" in n for n, _ in random_clip.model.named_modules())
+    tokens = random_clip.embed_tokens(["a cat"])
+    with torch.no_grad():
+        torch.testing.assert_close(reader.encode_token_states(tokens.embeddings, tokens.attention_mask),
+                                   random_clip.encode_token_states(tokens.embeddings, tokens.attention_mask))
+
+
 def test_open_clip_local_checkpoint_path_loads_the_same_weights(random_clip, tmp_path):
     path = tmp_path / "vit_b_32.safetensors"
     save_file({k: v.contiguous() for k, v in random_clip.model.state_dict().items()}, str(path))

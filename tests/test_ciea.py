@@ -265,3 +265,48 @@ def test_dev_selection_scores_like_before_through_the_shared_evaluator():
                        for row, p in zip(top, pairs)])
     assert dev_mrr(dev, queries, documents) == before == round(float(by_hand), 4)
     assert 0 < before < 1
+
+
+def test_lora_adapter_is_private_trains_only_its_weights_and_round_trips(bundled, tmp_path):
+    """The adapter's language model is a copy: the shared one (every other retriever's) is never
+    changed; only LoRA weights train; a checkpoint holds them and indexing reads like training."""
+    torch.manual_seed(0)
+    head = CIEAHead(CIEAConfig.for_backbone(bundled, dropout=0.0, adapter_rank=4)).eval()
+    reader = head.attach_adapter(bundled)
+    assert reader.text_model is not bundled.text_model and reader.image_model is bundled.image_model
+    assert not any("lora" in n for n, _ in bundled.text_model.named_parameters())
+    trainable = {n for n, p in reader.text_model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {id(p) for p in head.adapter.parameters()} == {id(p) for p in reader.text_model.parameters()
+                                                          if p.requires_grad}
+
+    tokens = bundled.embed_tokens(["A frog on a red ball."])
+    before = bundled.encode_token_states(tokens.embeddings, tokens.attention_mask).detach().clone()
+    with torch.no_grad():  # LoRA's B starts at zero: the adapted model starts as the frozen one
+        torch.testing.assert_close(reader.encode_token_states(tokens.embeddings, tokens.attention_mask), before)
+        for module in head.adapter:
+            module.weight.normal_(std=0.05)
+        adapted = reader.encode_token_states(tokens.embeddings, tokens.attention_mask)
+        assert (adapted - before).abs().max() > 1e-3
+        torch.testing.assert_close(bundled.encode_token_states(tokens.embeddings, tokens.attention_mask), before)
+
+    rng = np.random.default_rng(0)
+    patches = rng.normal(size=(3, bundled.num_patches, bundled.patch_dim)).astype(np.float32)
+    captions = ["A frog.", "A red ball.", "A boat."]
+    trained = encode_ciea_documents(reader, head, patches, captions, bundled.encode_text(captions))
+    checkpoint = save_checkpoint(tmp_path / "ciea", head, {"head": dataclasses.asdict(head.config)})
+    assert any(k.startswith("adapter.") for k in checkpoint.state)
+    assert checkpoint.path.stat().st_size < 30 * 2**20
+    retriever = CIEARetriever(bundled, checkpoint=load_checkpoint(tmp_path / "ciea"))
+    np.testing.assert_allclose(retriever.encode_patches(patches, captions)[0], trained, atol=1e-5)
+    unadapted = encode_ciea_documents(bundled, head, patches, captions, bundled.encode_text(captions))
+    assert np.abs(unadapted - trained).max() > 1e-4  # the adapter is what made the difference
+
+
+def test_training_with_an_adapter_moves_its_weights(bundled):
+    split = synthetic_split(bundled, image_only=False)
+    config = TrainConfig(epochs=1, batch_size=8, lr=3e-3, seed=0, ciea={"adapter_rank": 4})
+    head, extra, _ = train_ciea(bundled, split, [split], config, progress=False)
+    assert extra["head"]["adapter_rank"] == 4
+    assert max(float(m.weight.detach().abs().max()) for m in head.adapter[1::2]) > 0  # every B started at zero
+    assert not any("lora" in n for n, _ in bundled.text_model.named_parameters())

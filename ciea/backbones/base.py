@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +69,28 @@ class Backbone(ABC):
     token_dim: int
     max_text_tokens: int
     class_names: tuple[str, ...] = ()
+    #: The attribute holding the language model that ``encode_token_states`` runs, and the
+    #: modules in it that CIEA's optional LoRA adapter wraps (a regular expression matched in
+    #: full against module names, as peft's ``target_modules``); "" = no adapter on this backbone.
+    language_model_attr: str = ""
+    adapter_targets: str = ""
+
+    def language_model_shared(self) -> list[torch.nn.Module]:
+        """Submodules of the language model's module that a private copy shares (an image tower)."""
+        return []
+
+    def with_private_language_model(self, adapt: Callable[[torch.nn.Module], None]) -> "Backbone":
+        """A view of this backbone whose language model is a private copy changed in place by
+        ``adapt`` (CIEA's LoRA adapter). Tokenizer and image tower stay shared, and the other
+        retrievers keep reading the original, so the view costs one language model more."""
+        if not self.language_model_attr:
+            raise ValueError(f"Backbone {self.spec!r} offers no language model to adapt.")
+        original = getattr(self, self.language_model_attr)
+        private = copy.deepcopy(original, memo={id(m): m for m in self.language_model_shared()})
+        adapt(private)
+        view = copy.copy(self)
+        setattr(view, self.language_model_attr, private)
+        return view
 
     @abstractmethod
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -45,6 +45,8 @@ class BundledBackbone(Backbone):
     patch_dim = 1280
     num_patches = 49
     max_text_tokens = MAX_TEXT_TOKENS
+    language_model_attr = "text_model"
+    adapter_targets = r".*\.attention\.self\.(query|key|value)"  # BERT self-attention projections
 
     def __init__(self, spec: str = "bundled", device: str = "cpu") -> None:
         self.spec = spec

@@ -24,6 +24,10 @@ class OpenClipBackbone(Backbone):
     """A CLIP model from open_clip; pooled image vectors live in the text space."""
 
     joint_space = True
+    language_model_attr = "model"
+    # The text transformer's MLPs only (its attention is nn.MultiheadAttention, which LoRA does
+    # not wrap as plain linear layers); the image tower's blocks have the same names under visual.
+    adapter_targets = r"transformer\.resblocks\.\d+\.mlp\.(c_fc|c_proj)"
 
     def __init__(self, spec: str, model_name: str, pretrained: str | None, device: str = "cpu") -> None:
         self.spec = spec
@@ -61,6 +65,10 @@ class OpenClipBackbone(Backbone):
         weights = pretrained if pretrained else "random weights"
         self.text_tower = f"open_clip {model_name} text encoder ({weights})"
         self.image_tower = f"open_clip {model_name} image encoder ({weights})"
+
+
+    def language_model_shared(self) -> list[torch.nn.Module]:
+        return [self.model.visual]  # one module holds both towers; a private copy keeps the image tower shared
 
     def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self.tokenizer(list(texts)).to(self.device)

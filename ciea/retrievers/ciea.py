@@ -19,7 +19,8 @@ model's input space and lets the model read it next to the caption:
    (one query vector, the analogue of the reference's first-decoder-position pooling) gives z;
 5. the document vector is anchored on its caption: normalise(t + g * z) with a learned gain g
    (our extension: a mean over 49 patch tokens otherwise drowns a short caption).
-Queries and text-only documents are the language model's plain sentence vectors.
+Queries and text-only documents are the language model's plain sentence vectors. An optional
+LoRA adapter tunes the language model where it reads documents (ciea/retrievers/adapter.py).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class CIEAConfig:
     delimiters: bool = True  # learned <img> </img> tokens and the "caption:" prompt
     comp_view: str = "projected"  # L_comp image view: "projected" (reference) or "extracted"
     init_gain: float = 0.5
+    adapter_rank: int = 0  # LoRA rank on the language model that reads documents (0: frozen; ciea/retrievers/adapter.py)
     format: int = HEAD_FORMAT
 
     @classmethod
@@ -151,6 +153,17 @@ class CIEAHead(nn.Module):
         self.delimiter_tokens = nn.Parameter(torch.randn(2, dim) * config.word_norm / math.sqrt(dim))
         self.pool_query = nn.Parameter(torch.zeros(text_dim))  # zeros = the mean to start with
         self.log_gain = nn.Parameter(torch.tensor(math.log(config.init_gain)))
+
+    def attach_adapter(self, backbone: Backbone) -> Backbone:
+        """The backbone this head reads documents with: with ``adapter_rank``, a view whose private
+        language model carries the LoRA adapter, its weights registered here as ``adapter`` (call
+        before loading a state); else ``backbone`` itself."""
+        if not self.config.adapter_rank:
+            return backbone
+        from ciea.retrievers.adapter import attach_lora
+
+        reader, self.adapter = attach_lora(backbone, self.config.adapter_rank)
+        return reader
 
     def grid(self, patches: torch.Tensor) -> torch.Tensor:
         """Patches pooled to ``patch_grid`` x ``patch_grid`` when configured (fewer LM tokens)."""
@@ -322,6 +335,7 @@ class CIEARetriever(Retriever):
                                   f"(anchored document, attention pooling). Retrain it with `{train_hint}`.")
         self.config = CIEAConfig.from_dict(head_config)
         self.head = CIEAHead(self.config)
+        self.reader = self.head.attach_adapter(backbone)  # the backbone itself unless the head has an adapter
         self.head.load_state_dict(self.checkpoint.state)
         self.head.eval().to(getattr(backbone, "device", "cpu"))
 
@@ -334,7 +348,8 @@ class CIEARetriever(Retriever):
         return self.checkpoint.sha256
 
     def towers(self) -> str:
-        return (f"{self.backbone.text_tower} (frozen) reads [start; image patches from "
+        adapter = f"with a rank-{self.config.adapter_rank} LoRA adapter" if self.config.adapter_rank else "(frozen)"
+        return (f"{self.backbone.text_tower} {adapter} reads [start; image patches from "
                 f"{self.backbone.image_tower} through a trained projector and complementary "
                 "extractor; caption], anchored on the caption's sentence vector")
 
@@ -347,7 +362,7 @@ class CIEARetriever(Retriever):
         if caption_vectors is None:
             caption_vectors = (self.backbone.encode_text(list(captions)) if len(captions)
                                else np.zeros((0, self.dim), np.float32))
-        vectors, weights = encode_in_batches(self.backbone, self.head, patches, captions, caption_vectors, with_caption)
+        vectors, weights = encode_in_batches(self.reader, self.head, patches, captions, caption_vectors, with_caption)
         return l2_normalize(vectors), weights
 
     def encode_documents(self, corpus: Corpus, features: CorpusFeatures) -> np.ndarray:
