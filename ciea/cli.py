@@ -1,4 +1,4 @@
-"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,geometry,space-files,
+"""Command line: ``python -m ciea {retrievers,search,build,build-assets,eval,train,ablate,geometry,space-files,
 deploy-space}``.
 
 The output formats of ``retrievers``, ``search``, ``eval`` and ``geometry`` are contracts that
@@ -263,6 +263,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from ciea.ablation import VARIANTS, run_ablations, summary_table
+
+    settings = _settings(args)
+    results = run_ablations(args.variants or list(VARIANTS), args.seeds, args.max_minutes,
+                            args.out or settings.cache_dir / "ablations", settings)
+    print(summary_table(results, "dev") + "\n\n" + summary_table(results, "test"))
+    return 0
+
+
 def cmd_space_files(args: argparse.Namespace) -> int:
     from ciea.space import space_files
 
@@ -376,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the saved checkpoint (history is kept)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cuda when available, else cpu)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("ablate", parents=[common], help="train CIEA variants from scratch at equal budget over "
+                       "seeds; print dev and test tables (Markdown)")
+    p.add_argument("--variants", nargs="+", help="variant names (default: all of ciea/ablation.py's VARIANTS)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-minutes", type=float, default=2.0, help="training budget per run (default 2)")
+    p.add_argument("--out", type=Path, help="one JSON per run; finished runs are reused (default .cache/ablations)")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("space-files", parents=[common], help="print the files a Hugging Face Space upload "
                        "takes, one relative path a line")
