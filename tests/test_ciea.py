@@ -310,3 +310,20 @@ def test_training_with_an_adapter_moves_its_weights(bundled):
     assert extra["head"]["adapter_rank"] == 4
     assert max(float(m.weight.detach().abs().max()) for m in head.adapter[1::2]) > 0  # every B started at zero
     assert not any("lora" in n for n, _ in bundled.text_model.named_parameters())
+
+
+def test_dev_selection_weighs_corpora_alike_and_encodes_each_corpus_once(monkeypatch):
+    import types
+
+    import ciea.train as training
+
+    scenes, emoji = object(), object()  # the features one corpus's per-kind dev sets share
+    devs = [types.SimpleNamespace(name=name, features=features, query_vectors=lambda backbone: None)
+            for name, features in [("scenes/caption", scenes), ("scenes/binding", scenes), ("scenes/count", scenes),
+                                   ("emoji/name", emoji)]]
+    values = {"scenes/caption": 0.9, "scenes/binding": 0.8, "scenes/count": 1.0, "emoji/name": 0.1}
+    monkeypatch.setattr(training, "dev_mrr", lambda dev, queries, documents: values[dev.name])
+    encoded = []
+    score = training.mean_dev_mrr(devs, None, lambda dev: encoded.append(dev.name) or np.zeros(1))
+    assert score == pytest.approx((0.9 + 0.1) / 2)  # not 0.7, the plain mean over the four sets
+    assert encoded == ["scenes/caption", "emoji/name"]
