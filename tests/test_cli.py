@@ -119,3 +119,24 @@ def test_eval_of_one_retriever_keeps_the_others_in_the_saved_report(tiny_built, 
     captured = capsys.readouterr()
     assert "replacing it" in captured.err
     assert list(json.loads(saved_file.read_text())["metrics"]) == ["text-dense"]
+
+
+def test_train_ciea_options_are_merged_into_the_schedule_not_replacing_it(monkeypatch, capsys):
+    """`--ciea adapter_rank=8` adds to the shipped head options (3 x 3 patch tokens stay)."""
+    import ciea.backbones
+    import ciea.train
+    from ciea.cli import main
+
+    seen = []
+
+    def fake_train(name, settings, config, data=None, corpora=()):
+        seen.append(config)
+        checkpoint = type("C", (), {"path": "x", "sha256": "y"})()
+        return ciea.train.TrainResult(name, checkpoint, 1, 0.5, [], 1.0)
+
+    monkeypatch.setattr(ciea.backbones, "load_backbone", lambda spec, **kw: None)
+    monkeypatch.setattr(ciea.train, "load_training_data", lambda *a, **kw: (None, []))
+    monkeypatch.setattr(ciea.train, "train_retriever", fake_train)
+    assert main(["train", "--retriever", "ciea", "--ciea", "adapter_rank=8", "--max-minutes", "1"]) == 0
+    assert seen[0].ciea == {**ciea.train.SCHEDULES["ciea"]["ciea"], "adapter_rank": 8}
+    assert seen[0].max_minutes == 1 and json.loads(capsys.readouterr().out)[0]["retriever"] == "ciea"
