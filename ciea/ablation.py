@@ -1,9 +1,11 @@
 """Seeded ablations of the CIEA head: each variant trained from scratch under the same budget,
 then scored (MRR@10 per query kind) on the dev and test splits of scenes and emoji.
 
-    python -m ciea ablate --seeds 0 1 2 --max-minutes 2          # every variant, 3 seeds
-    python -m ciea ablate --variants shipped "mean pooling" --seeds 0
+    python -m ciea ablate --seeds 0 1 2 --max-minutes 2          # every variant, 3 seeds, 2 minutes each
+    python -m ciea ablate --variants shipped "mean pooling" --epochs 2   # 2 epochs each, whatever they take
 
+A budget in epochs gives every variant the same training pairs and does not depend on what else
+the machine runs; one in minutes is equal wall time (how 9 and 49 patch tokens are compared).
 One JSON file per (variant, seed, budget) under ``--out`` (default ``.cache/ablations``), so an
 interrupted run resumes where it stopped; the summary table (mean and spread over seeds) is
 printed as Markdown. Choices are made on dev; test is reported beside it, never used to choose.
@@ -52,8 +54,9 @@ COLUMNS = (
 )
 
 
-def variant_config(name: str, seed: int, max_minutes: float):
-    """The shipped CIEA schedule with variant ``name`` applied, at ``seed`` and budget."""
+def variant_config(name: str, seed: int, max_minutes: float | None, epochs: int | None = None):
+    """The shipped CIEA schedule with variant ``name`` applied, at ``seed``, for ``epochs``
+    epochs (no time limit) when given, else within ``max_minutes``."""
     from ciea.train import default_config
 
     if name not in VARIANTS:
@@ -61,7 +64,8 @@ def variant_config(name: str, seed: int, max_minutes: float):
     base = default_config("ciea")
     change = dict(VARIANTS[name])
     head = {**base.ciea, **change.pop("ciea", {})}
-    return dataclasses.replace(base, seed=seed, max_minutes=max_minutes, ciea=head, **change)
+    budget = {"epochs": epochs, "max_minutes": None} if epochs else {"max_minutes": max_minutes}
+    return dataclasses.replace(base, seed=seed, ciea=head, **budget, **change)
 
 
 def score_head(backbone, head, head_config: dict, settings: Settings) -> dict:
@@ -95,26 +99,28 @@ def score_head(backbone, head, head_config: dict, settings: Settings) -> dict:
     return out
 
 
-def run_one(name: str, seed: int, max_minutes: float, data, backbone, settings: Settings) -> dict:
+def run_one(name: str, seed: int, max_minutes: float | None, epochs: int | None, data, backbone,
+            settings: Settings) -> dict:
     from ciea.train import train_ciea
 
-    config = variant_config(name, seed, max_minutes)
+    config = variant_config(name, seed, max_minutes, epochs)
     train, devs = data
     start = time.perf_counter()
     head, extra, history = train_ciea(backbone, train, devs, config, progress=False)
     seconds = time.perf_counter() - start
-    return {"variant": name, "seed": seed, "max_minutes": max_minutes, "train_seconds": round(seconds, 1),
+    return {"variant": name, "seed": seed, "max_minutes": max_minutes, "budget_epochs": epochs,
+            "train_seconds": round(seconds, 1),
             "epochs": history[-1]["epoch"], "best_epoch": extra["best_epoch"],
             "selection": round(extra["dev_mrr10"], 4), "mrr10": score_head(backbone, head, extra["head"], settings)}
 
 
-def result_path(out: Path, name: str, seed: int, max_minutes: float) -> Path:
+def result_path(out: Path, name: str, seed: int, max_minutes: float | None, epochs: int | None = None) -> Path:
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return out / f"{slug}-seed{seed}-{max_minutes:g}min.json"
+    return out / f"{slug}-seed{seed}-{f'{epochs}ep' if epochs else f'{max_minutes:g}min'}.json"
 
 
-def run_ablations(variants: Sequence[str], seeds: Sequence[int], max_minutes: float, out: Path,
-                  settings: Settings | None = None) -> list[dict]:
+def run_ablations(variants: Sequence[str], seeds: Sequence[int], max_minutes: float | None, out: Path,
+                  settings: Settings | None = None, epochs: int | None = None) -> list[dict]:
     """Train and score every (variant, seed) not already in ``out``; returns every result there."""
     from ciea.backbones import load_backbone
     from ciea.train import load_training_data
@@ -122,17 +128,18 @@ def run_ablations(variants: Sequence[str], seeds: Sequence[int], max_minutes: fl
     settings = settings or Settings()
     out.mkdir(parents=True, exist_ok=True)
     # seed-major: an interrupted run still has every variant at the first seeds
-    todo = [(v, s) for s in seeds for v in variants if not result_path(out, v, s, max_minutes).is_file()]
+    path = {(v, s): result_path(out, v, s, max_minutes, epochs) for v in variants for s in seeds}
+    todo = [(v, s) for s in seeds for v in variants if not path[v, s].is_file()]
     for v in variants:
-        variant_config(v, 0, max_minutes)  # refuse an unknown name before any training
+        variant_config(v, 0, max_minutes, epochs)  # refuse an unknown name before any training
     if todo:
         backbone = load_backbone(settings.backbone)
         data = load_training_data(backbone, settings, progress=False)
         for i, (name, seed) in enumerate(todo, 1):
-            log.info("ablation %d of %d: %s, seed %d, %.1f min", i, len(todo), name, seed, max_minutes)
-            result = run_one(name, seed, max_minutes, data, backbone, settings)
-            result_path(out, name, seed, max_minutes).write_text(json.dumps(result, indent=1) + "\n")
-    return [json.loads(result_path(out, v, s, max_minutes).read_text()) for v in variants for s in seeds]
+            log.info("ablation %d of %d: %s, seed %d", i, len(todo), name, seed)
+            result = run_one(name, seed, max_minutes, epochs, data, backbone, settings)
+            path[name, seed].write_text(json.dumps(result, indent=1) + "\n")
+    return [json.loads(path[v, s].read_text()) for v in variants for s in seeds]
 
 
 def summary_table(results: Sequence[Mapping], split: str = "test") -> str:

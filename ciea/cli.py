@@ -270,7 +270,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     results = run_ablations(args.variants or list(VARIANTS), args.seeds, args.max_minutes,
-                            args.out or settings.cache_dir / "ablations", settings)
+                            args.out or settings.cache_dir / "ablations", settings, args.epochs)
     print(summary_table(results, "dev") + "\n\n" + summary_table(results, "test"))
     return 0
 
@@ -393,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "seeds; print dev and test tables (Markdown)")
     p.add_argument("--variants", nargs="+", help="variant names (default: all of ciea/ablation.py's VARIANTS)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--max-minutes", type=float, default=2.0, help="training budget per run (default 2)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--max-minutes", type=float, default=2.0, help="training budget per run (default 2)")
+    budget.add_argument("--epochs", type=int, help="train each run this many epochs instead (the same pairs for all)")
     p.add_argument("--out", type=Path, help="one JSON per run; finished runs are reused (default .cache/ablations)")
     p.set_defaults(func=cmd_ablate)
 

@@ -15,6 +15,8 @@ def test_each_variant_changes_one_thing_of_the_shipped_schedule():
     pooled = variant_config("mean pooling", 0, 2.0)
     assert pooled.ciea == {**SCHEDULES["ciea"]["ciea"], "attention_pool": False}  # merged, not replaced
     assert variant_config("lambda 0 (no L_comp)", 0, 2.0).lam == 0.0
+    by_epochs = variant_config("shipped", 0, 2.0, epochs=3)
+    assert by_epochs.epochs == 3 and by_epochs.max_minutes is None  # a budget in epochs has no time limit
     for name in VARIANTS:
         changed = variant_config(name, 0, 2.0)
         differs = [f for f in ("lam", "use_weights", "hard_negative_epochs", "ciea")
@@ -36,3 +38,4 @@ def test_summary_table_gives_mean_and_spread_over_seeds(tmp_path):
     assert rows[3].startswith("| mean pooling | 1 | 3.0 | 0.500 | 0.400 | - |")
     assert "0.100" in summary_table([run("shipped", 0, 0.6)], "dev")
     assert result_path(tmp_path, "lambda 0 (no L_comp)", 2, 1.5).name == "lambda-0--no-l-comp-seed2-1.5min.json"
+    assert result_path(tmp_path, "shipped", 0, 2.0, epochs=3).name == "shipped-seed0-3ep.json"
