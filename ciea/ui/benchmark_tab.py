@@ -42,7 +42,10 @@ def build_benchmark_tab(splits: list[str]) -> BenchmarkTab:
     """The Benchmark tab's components (call inside ``gr.Tab``); filled when the tab opens."""
     gr.Markdown("MRR@10, nDCG@10 and Recall@k per retriever and query kind, measured offline with "
                 "`python -m ciea eval`. On **scenes**, *complementary* and *image-only* queries name objects "
-                "that only the image shows; *caption* queries are answerable from the caption alone.")
+                "that only the image shows; *caption* queries are answerable from the caption alone; *binding*, "
+                "*spatial*, *count* and *unseen* ask which object wears a colour, where it stands, how many there "
+                "are, and about objects never seen beside others in training. On **emoji**, *attribute* queries "
+                "name what only the drawing shows; *name* queries are the emoji's own name.")
     with gr.Row():
         # Choices differ per corpus; the actions check values, so API calls may name any split.
         split = gr.Dropdown(splits, value=splits[0] if splits else None, label="Query set (split)", scale=1,
