@@ -374,6 +374,8 @@ def generate_probe_layouts(objects: Sequence[SceneObject], aspects: Mapping[str,
     unseen = unseen if unseen is not None else unseen_objects(objects, primaries, seed)
     plain = [o for o in pool if not has_colour_word(o.name)]
     plain_captioned = [o for o in captioned if not has_colour_word(o.name)]
+    held_out = {n for names in unseen.values() for n in names}
+    unseen_primaries = [o for o in captioned if o.name not in held_out]  # never beside another held-out object
     eligible = {"binding": (plain_captioned, plain, 2, 2), "spatial": (captioned, pool, 2, 2),
                 "count": (captioned, [o for o in pool if countable(o)], 1, 3)}
     picker = _Picker(base, rng)
@@ -389,9 +391,7 @@ def generate_probe_layouts(objects: Sequence[SceneObject], aspects: Mapping[str,
         if kind == "unseen":
             if split not in unseen:
                 raise ValueError(f"unseen scenes asked for in {split!r}, which holds out no objects.")
-            held_out = {n for names in unseen.values() for n in names}  # never next to another held-out object
-            prims = [o for o in captioned if o.name not in held_out]
-            prims, secs, k, n_scenes = prims, [by_name[n] for n in unseen[split]], 2, 1
+            prims, secs, k, n_scenes = unseen_primaries, [by_name[n] for n in unseen[split]], 2, 1
         else:
             prims, secs, k, n_scenes = eligible[kind]
         picked = picker.pick(prims, secs, k, n_scenes)
