@@ -62,9 +62,8 @@ def run(config: BrowserConfig) -> dict:
     """The section for ``benchmarks.run``: one app launch, ``config.repeats`` rounds."""
     with launch_app(timeout_s=STARTUP_TIMEOUT_S) as app:
         raw = measure(app.url, config.repeats)
-    seconds = [figure(LABELS[k], v, "s").to_json() for k, v in raw.items() if k in LABELS]
-    sizes = [figure(f"{LABELS[k]}: kB received", [b / 1e3 for b in raw[f"{k}_bytes"]], "kB").to_json()
-             for k in PAYLOADS]
+    seconds = [figure(LABELS[k], v, "s") for k, v in raw.items() if k in LABELS]
+    sizes = [figure(f"{LABELS[k]}: kB received", [b / 1e3 for b in raw[f"{k}_bytes"]], "kB") for k in PAYLOADS]
     return {"title": "Browser (headless Chromium, Playwright, python app.py on the committed indexes)",
             "figures": seconds + sizes,
             "notes": ["One page per round at 1920x1080; the first round warms the server and is not counted. "

@@ -9,13 +9,12 @@ sweep (HNSW, IVF variants) is a finished study: its tables are historical in BEN
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from benchmarks.stats import figure, recall_at_k, summarise, time_calls
+from benchmarks.stats import summarise, time_calls
 
 DIM = 384  # the bundled text tower's width (all-MiniLM-L6-v2), i.e. every shipped index but dual-split
 POINTS_PER_CLUSTER = 500
@@ -62,11 +61,6 @@ def clustered_vectors(n: int, clusters: int, d: int = DIM, seed: int = 0, centre
     return out
 
 
-def clusters_for(n: int) -> int:
-    """Cluster count of a corpus of ``n`` points: one per ``POINTS_PER_CLUSTER`` on average."""
-    return max(1, round(n / POINTS_PER_CLUSTER))
-
-
 def numpy_search(data: np.ndarray, query: np.ndarray, k: int = K) -> np.ndarray:
     """rclip-style brute force: every row's dot product with the query, then a full sort."""
     scores = data @ query.ravel()
@@ -80,7 +74,6 @@ class ScaleConfig:
     sizes: tuple[int, ...] = (30_000, 100_000, 1_000_000)
     queries: int = 1000
     slow_queries: int = 100
-    notes: list[str] = field(default_factory=list)
 
 
 QUICK = ScaleConfig(queries=100, slow_queries=20)
@@ -91,22 +84,22 @@ COLUMNS = ["data", "n", "index", "index MB", "p50 ms", "p95 ms", "Recall@10", "q
 def run(config: ScaleConfig) -> dict[str, Any]:
     """The scale section: exact Flat and numpy brute force per size, one query per call."""
     import faiss
+    from faiss.contrib.evaluation import knn_intersection_measure
     from threadpoolctl import threadpool_limits
 
     from ciea.config import configure_threads
 
     build_threads = configure_threads()
-    rows, figures, generate = [], [], []
+    rows = []
     for n in config.sizes:
-        start = time.perf_counter()
-        data = clustered_vectors(n, clusters_for(n), seed=1)
-        queries = clustered_vectors(config.queries, clusters_for(n), seed=2)  # same mixture, fresh draws
-        generate.append(time.perf_counter() - start)
+        clusters = max(1, round(n / POINTS_PER_CLUSTER))
+        data = clustered_vectors(n, clusters, seed=1)
+        queries = clustered_vectors(config.queries, clusters, seed=2)  # same mixture, fresh draws
         exact = faiss.IndexFlatIP(DIM)
         exact.add(data)
         _, truth = exact.search(queries, K)
         qs = queries[:config.slow_queries] if n >= 1_000_000 else queries
-        agree = recall_at_k([numpy_search(data, q) for q in qs[:5]], truth[:5], K)  # same answers (up to ties)
+        agree = knn_intersection_measure(np.array([numpy_search(data, q) for q in qs[:5]]), truth[:5])
         size = f"{n:.0e}".replace("+0", "")
         for name, search, recall, note in (
                 ("Flat", lambda q: exact.search(q, K), 1.0, "exact; what the app uses"),
@@ -119,15 +112,13 @@ def run(config: ScaleConfig) -> dict[str, Any]:
             finally:
                 faiss.omp_set_num_threads(build_threads)
             s = summarise(lat)
-            rows.append(["clustered", size, name, data.nbytes / 2**20, s.median, s.p95, recall, len(qs), note])
-            figures.append(figure(f"query at n = {size}, {name}", lat, "ms", note=note, recall10=recall))
+            rows.append(["clustered", size, name, data.nbytes / 2**20, s["median"], s["p95"], recall, len(qs), note])
         exact = data = None  # freed before the next size
     return {
         "title": "Scale: synthetic corpora, exact FAISS Flat and numpy",
         "threads": {"build": build_threads, "query": 1},
         "columns": COLUMNS,
         "table": rows,
-        "figures": [f.to_json() for f in figures],
         "notes": [
             (f"Clustered set (resembles real embeddings): a mixture of low-rank Gaussians at dimension {DIM}, "
              f"one cluster per {POINTS_PER_CLUSTER} points on average with log-normal weights, cluster centres "
@@ -137,7 +128,5 @@ def run(config: ScaleConfig) -> dict[str, Any]:
             ("Latency: one query per call (as the app searches), k = 10, after one warm-up call, FAISS and BLAS "
              "single-threaded. numpy's Recall@10 is its agreement with Flat on 5 queries."),
             f"At 1e6 each is timed on {config.slow_queries} queries (each reads all 1.5 GB).",
-            *config.notes,
         ],
-        "seconds": {"generate": generate},
     }

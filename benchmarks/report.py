@@ -1,14 +1,12 @@
 """BENCHMARKS.md from the harness's JSON: header (machine, date, versions, command, load), one
-table per section, the before/after comparisons, the soak summary and a closing note that lists
-every target with its measured value. Pure functions of the results dict, so they are testable.
+table per section, the soak summary and a closing note that lists every target with its measured
+value. Pure functions of the results dict, so they are testable.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,6 @@ HISTORICAL_HEADING = "## Historical studies (code removed; figures from the comm
 #: What the profile showed and what it changed, written by hand; a regenerated file keeps it too.
 PREFACE_HEADING = "## What the profile showed, and what changed"
 FIGURE_COLUMNS = ["figure", "n", "median", "p95", "IQR", "min", "max", "unit", "note"]
-#: (before tag, after tag, what changed) pairs of figure-name variants shown side by side.
-#: "before" tags name the settings the project shipped until the profile below changed them.
-VARIANT_PAIRS = (
-    ("[every core]", "[as shipped]", "one torch/FAISS thread per serving process"),
-    ("[every core, 1 core busy]", "[as shipped, 1 core busy]", "one thread per serving process, one core busy"),
-    ("(cold), text encoded per retriever", "(cold)", "one text-tower pass shared by the retrievers"),
-)
 LOAD_LIMIT = 2.5
 
 
@@ -51,55 +42,9 @@ def table(columns: list[str], rows: Iterable[Iterable[Any]]) -> str:
     return "\n".join(lines)
 
 
-def figure_rows(figures: list[dict[str, Any]]) -> list[list[Any]]:
-    return [[f["name"], f.get("n"), f.get("median"), f.get("p95"), f.get("iqr"), f.get("min"), f.get("max"),
-             f["unit"], f.get("note", "")] for f in figures]
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One figure before and after a change (same measurement, one variant apart)."""
-
-    change: str
-    before: dict[str, Any]
-    after: dict[str, Any]
-
-    @property
-    def speedup(self) -> float | None:
-        b, a = self.before.get("median"), self.after.get("median")
-        return b / a if b and a else None
-
-
-def comparisons(figures: list[dict[str, Any]], pairs=VARIANT_PAIRS) -> list[Comparison]:
-    """Figures whose names differ only by a (before, after) tag pair, matched up."""
-    by_name = {f["name"]: f for f in figures}
-    out = []
-    for before_tag, after_tag, change in pairs:
-        for name, fig in by_name.items():
-            if before_tag in name and not name.endswith(after_tag):
-                twin = by_name.get(name.replace(before_tag, after_tag))
-                if twin is not None and twin is not fig and "median" in fig and "median" in twin:
-                    out.append(Comparison(change, fig, twin))
-    return out
-
-
-def thread_comparisons(figures: list[dict[str, Any]], thread_counts: list[int]) -> list[Comparison]:
-    """Query-path figures at the other thread count (before) against the shipped one (after)."""
-    if len(thread_counts) < 2:
-        return []
-    shipped, other = thread_counts[0], thread_counts[1]
-    tag = lambda n: f"[{n} thread{'s' if n > 1 else ''}]"  # noqa: E731 - as bench_query names them
-    return comparisons(figures, ((tag(other), tag(shipped),
-                                  f"torch/FAISS threads {other} -> {shipped} (in process)"),))
-
-
 def all_figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     sections = results.get("sections", {})
-    out = []
-    for name in SECTIONS:
-        section = sections.get(name) or {}
-        out += section.get("figures", [])
-    return out
+    return [f for name in SECTIONS for f in (sections.get(name) or {}).get("figures", [])]
 
 
 def worst(figs: list[dict[str, Any]]) -> str:
@@ -117,13 +62,13 @@ def worst(figs: list[dict[str, Any]]) -> str:
     return out
 
 
-def targeted(results: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Figures that carry a target, grouped by (target label, setting), in run order."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def targeted(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Figures that carry a target, grouped by the target's label, in run order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for fig in all_figures(results):
         goal = (fig.get("extra") or {}).get("target")
         if goal:
-            groups.setdefault((goal["label"], setting_of(fig["name"])), []).append(fig)
+            groups.setdefault(goal["label"], []).append(fig)
     return groups
 
 
@@ -199,7 +144,9 @@ def section_markdown(key: str, section: dict[str, Any]) -> str:
         parts += ["Unavailable at run time (not measured): " + "; ".join(
             f"{c}: {', '.join(sorted(u))}" for c, u in unavailable.items()) + ".", ""]
     if section.get("figures"):
-        parts += [table(FIGURE_COLUMNS, figure_rows(section["figures"])), ""]
+        parts += [table(FIGURE_COLUMNS, [[f["name"], f.get("n"), f.get("median"), f.get("p95"), f.get("iqr"),
+                                          f.get("min"), f.get("max"), f["unit"], f.get("note", "")]
+                                         for f in section["figures"]]), ""]
     if section.get("table"):
         parts += [table(section["columns"], section["table"]), ""]
     if key == "app" and section.get("soak"):
@@ -220,104 +167,41 @@ def soak_markdown(soak: dict[str, Any]) -> list[str]:
                    ""] if kinds else [])]
 
 
-#: Figures worth a before/after row (the rest of a variant's figures are in its own section).
-KEY_FIGURES = ("encode + search (cold)", "search handler (cold)", "core busy", "cold (distinct queries)",
-               "cold, plain HTTP", "first /search answer", "peak RSS", "peer: open_clip")
-
-
-def key_comparisons(results: dict[str, Any]) -> list[Comparison]:
-    """Before/after pairs of the figures that matter, thread experiment first."""
-    figures = all_figures(results)
-    counts = (results.get("sections", {}).get("query") or {}).get("thread_counts", [])
-    found = thread_comparisons(figures, counts) + comparisons(figures)
-    return [c for c in found if any(key in c.before["name"] for key in KEY_FIGURES)]
-
-
-def comparison_markdown(results: dict[str, Any]) -> str:
-    found = key_comparisons(results)
-    lines = ["## Before / after", ""]
-    if not found:
-        return "\n".join(lines + ["No variant pairs were measured in this run.", ""])
-    lines += ["Each row is one figure measured twice, one setting apart; > 1 means the change is faster.", ""]
-    lines += [table(["change", "figure (before)", "before p50", "after p50", "before p95", "after p95",
-                     "x faster (p50)"],
-                    [[c.change, c.before["name"], c.before["median"], c.after["median"], c.before["p95"],
-                      c.after["p95"], c.speedup] for c in found]), ""]
-    return "\n".join(lines)
-
-
-def setting_of(name: str) -> str:
-    """The setting a figure was measured under: its last [bracketed] tag, else "-"."""
-    tags = re.findall(r"\[([^\]]+)\]", name)
-    return tags[-1] if tags else "-"
-
-
-#: Before/after pairs repeated as sentences in the closing note.
-CONCLUSION_FIGURES = ("search handler (cold)", "SearchService.search, all retrievers", "cold (distinct queries)",
-                      "first /search answer")
-
-
-def conclusions(results: dict[str, Any]) -> list[str]:
-    """Plain sentences drawn from the measured figures (never written by hand, so never stale)."""
-    out = []
-    for c in key_comparisons(results):
-        if c.speedup and any(key in c.before["name"] for key in CONCLUSION_FIGURES) \
-                and not (c.change.startswith("torch/FAISS threads") and "per retriever" in c.before["name"]):
-            out.append(f"{c.change}: {c.before['name']}: p50 {fmt(c.before['median'])} -> "
-                       f"{fmt(c.after['median'])} {c.before['unit']}, p95 {fmt(c.before['p95'])} -> "
-                       f"{fmt(c.after['p95'])} {c.before['unit']}.")
-    return out
-
-
 def closing_note(results: dict[str, Any]) -> str:
     lines = ["## Closing note: targets", ""]
     groups = targeted(results)
     if not groups:
         return "\n".join(lines + ["No targeted figure was measured in this run.", ""])
-    order = {key: i for i, key in enumerate(groups)}  # settings in run order: as shipped first
-    lines += [("Each target under each setting it was measured in, with the worst of its figures (all corpora "
-               "and retrievers); the per-figure list follows."), ""]
-    lines += [table(["target", "setting", "figures", "worst measured", "verdict"],
-                    [[label, setting, len(figs), worst(figs), verdict(figs)] for (label, setting), figs
-                     in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0]]))]), ""]
-    found = conclusions(results)
-    if found:
-        lines += ["Defaults and the changes that matter, from the figures above:", ""]
-        lines += [f"- {note}" for note in found] + [""]
-    rows = sorted(((label, f) for (label, _), figs in groups.items() for f in figs), key=lambda r: r[0])
-    lines += ["<details><summary>Every targeted figure</summary>", "",
+    lines += ["Each target with the worst of its figures (all corpora and retrievers); the per-figure list follows.",
+              "", table(["target", "figures", "worst measured", "verdict"],
+                        [[label, len(figs), worst(figs), verdict(figs)] for label, figs in sorted(groups.items())]),
+              "", "<details><summary>Every targeted figure</summary>", "",
               table(["target", "figure", "measured", "verdict"],
-                    [[label, f["name"], worst([f]), verdict([f])] for label, f in rows]), "", "</details>"]
+                    [[label, f["name"], worst([f]), verdict([f])] for label, figs in sorted(groups.items())
+                     for f in figs]), "", "</details>"]
     return "\n".join(lines + [""])
 
 
-def _kept(path: Path, heading: str, to_end: bool) -> str:
+def kept(path: Path, heading: str) -> str:
+    """The hand-written part of an existing BENCHMARKS.md from ``heading`` on ("" if none): the
+    historical studies (``HISTORICAL_HEADING``) run to the end, the profile (``PREFACE_HEADING``)
+    to the next section."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
         return ""
     at = text.find(heading)
-    end = len(text) if to_end else text.find("\n## ", at + 1) + 1
+    end = len(text) if heading == HISTORICAL_HEADING else text.find("\n## ", at + 1) + 1
     return text[at:end] if at >= 0 and end > at else ""
 
 
-def historical(path: Path) -> str:
-    """The historical studies of an existing BENCHMARKS.md (from ``HISTORICAL_HEADING`` on), or ""."""
-    return _kept(path, HISTORICAL_HEADING, to_end=True)
-
-
-def preface(path: Path) -> str:
-    """The hand-written summary of what the profile showed (``PREFACE_HEADING`` to the next section), or ""."""
-    return _kept(path, PREFACE_HEADING, to_end=False)
-
-
 def render(results: dict[str, Any], history: str = "", profile: str = "") -> str:
-    """The whole BENCHMARKS.md; ``profile`` (see ``preface``) follows the header and ``history``
-    (see ``historical``) ends it: prose written by hand, kept when the file is regenerated."""
+    """The whole BENCHMARKS.md; ``profile`` follows the header and ``history`` ends it: prose
+    written by hand, kept when the file is regenerated (see ``kept``)."""
     parts = [header(results.get("meta", {})), "", profile]
     sections = results.get("sections", {})
     for key in SECTIONS:
         if key in sections:
             parts += [section_markdown(key, sections[key]), ""]
-    parts += [comparison_markdown(results), closing_note(results), history]
+    parts += [closing_note(results), history]
     return "\n".join(parts).rstrip() + "\n"

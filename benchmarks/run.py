@@ -3,17 +3,19 @@
     python -m benchmarks.run --quick          # every figure, small repeats, under 5 minutes; prints JSON
     python -m benchmarks.run                  # the full run: waits for a quiet machine, rewrites BENCHMARKS.md
     python -m benchmarks.run --only query,scale --quick
+    taskset -c 0,1 python -m benchmarks.run --only app --space   # cold start of the Space upload
 
-Sections: query (in-process query path per retriever, thread experiment, open_clip peer), app
-(cold start, peak RSS, /search end to end, a short soak), scale (synthetic corpora up to 1e6:
-exact Flat and numpy), browser (headless Chromium). Finished studies and the profile summary are
-prose in BENCHMARKS.md, kept when it is rewritten. JSON goes to stdout, progress to stderr.
+Sections: query (in-process query path per retriever, open_clip peer), app (cold start, peak RSS,
+/search end to end, a short soak), scale (synthetic corpora up to 1e6: exact Flat and numpy),
+browser (headless Chromium). Finished studies and the profile summary are prose in BENCHMARKS.md,
+kept when it is rewritten. JSON goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -38,11 +40,8 @@ log = logging.getLogger("benchmarks")
 
 
 def loadavg() -> float | None:
-    """The 1-minute load average."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
+    """The 1-minute load average (None where the platform has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def wait_for_quiet(limit: float, max_wait_s: float, poll_s: float = LOAD_POLL_S,
@@ -92,25 +91,24 @@ def versions() -> dict[str, str]:
 
 
 def git_state() -> str:
-    """The checked-out commit and whether the tree has uncommitted changes (read-only git calls)."""
+    """The checked-out commit and whether tracked files have uncommitted changes (read-only git)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=HERE, capture_output=True, text=True,
-                               timeout=30, check=False).stdout.strip()
-        return f"{head}{' with uncommitted changes' if dirty else ''}" if head else "?"
+        return subprocess.run(["git", "describe", "--always", "--dirty= with uncommitted changes"], cwd=HERE,
+                              capture_output=True, text=True, timeout=30, check=False).stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
 
 
-def run_section(name: str, quick: bool) -> dict[str, Any]:
+def run_section(name: str, quick: bool, space: bool = False) -> dict[str, Any]:
     """One section with its mode's configuration; ``benchmarks.bench_<name>`` is imported only
     when run, so a section's heavy imports cost nothing otherwise."""
     module = importlib.import_module(f"benchmarks.bench_{name}")
-    return module.run(module.QUICK if quick else module.FULL)
+    config = module.QUICK if quick else module.FULL
+    return module.run(dataclasses.replace(config, space=True) if space and name == "app" else config)
 
 
-def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0) -> dict[str, Any]:
+def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0,
+        space: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "mode": "quick" if quick else "full",
             "command": "python -m benchmarks.run " + " ".join(argv), "machine": machine(), "versions": versions(),
@@ -123,7 +121,7 @@ def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0
         log.info("section %s: start (load average %s)", name, load_before)
         t0 = time.perf_counter()
         try:
-            results["sections"][name] = run_section(name, quick)
+            results["sections"][name] = run_section(name, quick, space)
         except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
             log.error("section %s failed:\n%s", name, traceback.format_exc())
             results["sections"][name] = {"title": name, "error": f"{type(exc).__name__}: {exc}", "figures": []}
@@ -132,7 +130,6 @@ def run(sections: list[str], quick: bool, argv: list[str], waited_s: float = 0.0
         log.info("section %s: %.1f s", name, time.perf_counter() - t0)
     meta["loadavg_end"] = loadavg()
     meta["wall_s"] = round(time.perf_counter() - started, 1)
-    results["conclusions"] = report.conclusions(results)
     return results
 
 
@@ -148,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"first wait until the 1-min load average is below this (default: {report.LOAD_LIMIT} "
                              "for a full run, no wait for --quick)")
     parser.add_argument("--max-wait", type=float, default=LOAD_WAIT_MAX_S, help="longest wait for a quiet machine, s")
+    parser.add_argument("--space", action="store_true",
+                        help="app section: start python app.py from a copy of the Space upload's files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("httpx", "faiss.loader", "gradio_client", "urllib3"):
@@ -160,17 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections {unknown}; known: {', '.join(report.SECTIONS)}")
     limit = args.wait_load if args.wait_load is not None else (None if args.quick else report.LOAD_LIMIT)
     waited = wait_for_quiet(limit, args.max_wait) if limit else 0.0
-    results = run(sections, args.quick, argv, waited)
+    results = run(sections, args.quick, argv, waited, args.space)
     text = json.dumps(results, indent=1, ensure_ascii=False)
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
-    md = args.md or (str(BENCHMARKS_MD) if not args.quick and not args.only else "none")
+    md = args.md or (str(BENCHMARKS_MD) if not (args.quick or args.only or args.space) else "none")
     if md == "-":
         sys.stderr.write(report.render(results))
     elif md != "none":
-        Path(md).write_text(report.render(results, report.historical(BENCHMARKS_MD), report.preface(BENCHMARKS_MD)),
-                            encoding="utf-8")
+        Path(md).write_text(report.render(results, report.kept(BENCHMARKS_MD, report.HISTORICAL_HEADING),
+                                          report.kept(BENCHMARKS_MD, report.PREFACE_HEADING)), encoding="utf-8")
         log.info("wrote %s", md)
     return 0
 

@@ -114,9 +114,6 @@ class SearchService:
         self._text_vectors: Memo[np.ndarray] = Memo(QUERY_CACHE_SIZE)
         self._patch_weights: Memo[np.ndarray | None] = Memo(PATCH_CACHE_SIZE)
         self._reciprocal_ranks: Memo[dict[str, float]] = Memo()
-        #: One text-tower pass per query text, cached and shared by every retriever. False runs the
-        #: tower once per retriever and query, uncached (the benchmarks' before-and-after peer).
-        self.share_text_encoding = True
 
     # -- the catalogue ---------------------------------------------------------------
     @property
@@ -227,8 +224,7 @@ class SearchService:
         return vector
 
     def _query_vector(self, corpus: str, name: str, text: str) -> np.ndarray:
-        text_vector = (self._text_vectors.get(text, lambda: self._encode_text(text)) if self.share_text_encoding
-                       else self._encode_text(text))
+        text_vector = self._text_vectors.get(text, lambda: self._encode_text(text))
         return self.retriever(corpus, name).retriever.text_queries(text_vector[None, :])[0]
 
     def search(self, query: str, corpus: str, retrievers: Sequence[str] | None = None,

@@ -1,5 +1,5 @@
-"""The benchmark harness's own logic: statistics, targets, pairing of before/after figures,
-synthetic data and the BENCHMARKS.md rendering. No timing is asserted."""
+"""The benchmark harness's own logic: statistics, targets, synthetic data and the BENCHMARKS.md
+rendering. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -15,24 +15,24 @@ from benchmarks.stats import (
     figure,
     median,
     meets,
-    recall_at_k,
     summarise,
     target,
     time_calls,
+    time_each,
 )
 
 
 def test_summary_of_one_to_ten_by_hand():
     s = summarise([7, 3, 10, 1, 5, 2, 9, 4, 8, 6])
     # nearest rank: p25 = 3rd of 10, p75 = 8th, p95 = ceil(9.5) = 10th
-    assert (s.n, s.median, s.p25, s.p75, s.p95, s.min, s.max) == (10, 5.5, 3, 8, 10, 1, 10)
-    assert s.mean == 5.5 and s.iqr == 5
+    assert [s[k] for k in ("n", "median", "p25", "p75", "p95", "min", "max")] == [10, 5.5, 3, 8, 10, 1, 10]
+    assert s["mean"] == 5.5 and s["iqr"] == 5
 
 
 def test_median_odd_and_single_and_refusals():
     assert median([3, 1, 2]) == 2
     single = summarise([4.0])
-    assert single.median == single.p95 == single.min == single.max == 4.0 and single.iqr == 0
+    assert single["median"] == single["p95"] == single["min"] == single["max"] == 4.0 and single["iqr"] == 0
     with pytest.raises(ValueError):
         summarise([])
     with pytest.raises(ValueError):
@@ -46,42 +46,26 @@ def test_time_calls_runs_warmups_untimed_then_each_index_once():
     assert len(times) == 3 and all(t >= 0 for t in times)
 
 
-def test_recall_by_hand():
-    # query 1 finds 2 of its 3 true neighbours, query 2 none (-1 is FAISS's "no result")
-    assert recall_at_k([[1, 2, 3], [4, -1, 6]], [[1, 2, 9], [7, 8, 9]], 3) == pytest.approx((2 / 3 + 0) / 2)
-    with pytest.raises(ValueError):
-        recall_at_k([[1]], [], 1)
+def test_time_each_warms_up_on_the_first_input_then_times_each_and_keeps_results():
+    calls = []
+    times, results = time_each(lambda x: calls.append(x) or x * 2, [3, 4, 5])
+    assert calls == [3, 3, 4, 5] and results == [6, 8, 10]
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    calls.clear()
+    assert time_each(calls.append, [1, 2], warmup=False)[1] == [None, None] and calls == [1, 2]
 
 
 def test_figure_json_and_target_verdicts():
     fast = figure("search", [100, 120, 140, 160, 600], "ms", target=target("p50 <= 250, p95 <= 500",
-                                                                            median_max=250, p95_max=500)).to_json()
+                                                                            median_max=250, p95_max=500))
     assert fast["median"] == 140 and fast["p95"] == 600 and fast["iqr"] == 40
     assert meets(fast) is False  # median fine, p95 over
-    ok = figure("x", [1.0, 2.0], "ms", recall10=0.96, target=target("t", median_max=5, recall10=0.95)).to_json()
+    ok = figure("x", [1.0, 2.0], "ms", recall10=0.96, target=target("t", median_max=5, recall10=0.95))
     assert meets(ok) is True
-    low = figure("x", [1.0, 2.0], "ms", recall10=0.9, target=target("t", median_max=5, recall10=0.95)).to_json()
+    low = figure("x", [1.0, 2.0], "ms", recall10=0.9, target=target("t", median_max=5, recall10=0.95))
     assert meets(low) is False
-    assert meets(figure("no target", [1.0], "ms").to_json()) is None
-    assert "median" not in figure("unmeasured", [], "ms").to_json()
-
-
-def test_setting_is_the_last_bracketed_tag():
-    assert report.setting_of("/search stamps [as shipped]: cold") == "as shipped"
-    assert report.setting_of("a [x] b [2 threads]: c") == "2 threads"
-    assert report.setting_of("query at n = 1e6") == "-"
-
-
-def test_comparisons_pair_variants_and_compute_speedup():
-    figures = [
-        {"name": "a [2 threads]: encode", "median": 80.0, "p95": 90.0, "unit": "ms"},
-        {"name": "a [1 thread]: encode", "median": 20.0, "p95": 30.0, "unit": "ms"},
-        {"name": "b [2 threads]: lonely", "median": 1.0, "p95": 1.0, "unit": "ms"},
-    ]
-    pairs = report.thread_comparisons(figures, [1, 2])  # shipped 1, measured against 2 (before)
-    assert len(pairs) == 1 and pairs[0].before["name"] == "a [2 threads]: encode"
-    assert pairs[0].after["name"] == "a [1 thread]: encode" and pairs[0].speedup == 4.0
-    assert report.thread_comparisons(figures, [1]) == []
+    assert meets(figure("no target", [1.0], "ms")) is None
+    assert "median" not in figure("unmeasured", [], "ms")
 
 
 def test_fmt_and_table_escape_and_round():
@@ -93,34 +77,38 @@ def test_fmt_and_table_escape_and_round():
 
 
 def results_fixture(load: float) -> dict:
-    slow = figure("/search stamps, 4 retrievers [every core]: cold (distinct queries)", [300.0, 320.0, 900.0], "ms",
-                  target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500)).to_json()
-    fixed = figure("/search stamps, 4 retrievers [as shipped]: cold (distinct queries)", [100.0, 150.0], "ms",
-                   target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500)).to_json()
+    slow = figure("/search scenes, 4 retrievers [as shipped]: cold (distinct queries)", [300.0, 320.0, 900.0], "ms",
+                  target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500))
+    fast = figure("/search stamps, 4 retrievers [as shipped]: cold (distinct queries)", [100.0, 150.0], "ms",
+                  target=target("/search p50 <= 250 ms, p95 <= 500 ms", median_max=250, p95_max=500))
+    rss = figure("peak RSS [as shipped]", [1100.0], "MB", target=target("app peak RSS <= 3 GiB", median_max=3072))
     return {
         "meta": {"date": "2026-01-01T00:00:00+00:00", "mode": "full", "command": "python -m benchmarks.run",
                  "machine": {"cpu": "Test CPU", "cores": 2, "memory_gb": 8.0}, "versions": {"python": "3.11"},
                  "loadavg_start": load, "loadavg_end": 1.0, "wall_s": 10.0, "sections": ["app", "scale"]},
         "sections": {
-            "app": {"title": "The app", "figures": [slow, fixed], "retrievers": {"stamps": ["text-dense"]}},
+            "app": {"title": "The app", "figures": [slow, fast, rss], "retrievers": {"stamps": ["text-dense"]}},
             "scale": {"title": "Scale", "figures": [], "columns": ["data", "n"], "table": [["clustered", "1e6"]]},
         },
     }
 
 
-def test_render_has_header_sections_comparison_and_verdicts():
+def test_render_has_header_sections_and_verdicts():
     md = report.render(results_fixture(load=1.2))
     assert md.startswith("# Benchmarks\n")
     assert "Test CPU, 2 cores" in md and "The machine was busy" not in md
     assert "## The app" in md and "Retrievers measured (ready at run time): stamps: text-dense." in md
+    assert "| /search scenes, 4 retrievers [as shipped]: cold (distinct queries) | 3 | 320 | 900 |" in md
     assert "| clustered | 1e6 |" in md
-    before_after = md.split("## Before / after")[1].split("## Closing note")[0]
-    assert "one torch/FAISS thread" in before_after and "| 2.56 |" in before_after  # 320 / median(100, 150)
     summary = md.split("## Closing note: targets")[1].split("<details>")[0]
-    assert "| /search p50 <= 250 ms, p95 <= 500 ms | every core | 1 | p50 320 ms, p95 900 ms | MISSED |" in summary
-    assert "| /search p50 <= 250 ms, p95 <= 500 ms | as shipped | 1 | p50 125 ms, p95 150 ms | met |" in summary
+    # one row per target, with the worst median and p95 of its figures
+    assert "| /search p50 <= 250 ms, p95 <= 500 ms | 2 | p50 320 ms, p95 900 ms | MISSED |" in summary
+    assert "| app peak RSS <= 3 GiB | 1 | p50 1,100 MB | met |" in summary
+    assert summary.index("/search p50") < summary.index("app peak RSS")  # targets in order
     details = md.split("<details>")[1]
-    assert details.count("MISSED") == 1 and details.count("| met |") == 1
+    assert details.count("MISSED") == 1 and details.count("| met |") == 2
+    assert "| /search p50 <= 250 ms, p95 <= 500 ms | /search stamps, 4 retrievers [as shipped]: cold (distinct " \
+           "queries) | p50 125 ms, p95 150 ms | met |" in details
 
 
 def test_render_warns_prominently_on_a_busy_machine():
@@ -178,12 +166,13 @@ def test_soak_summary_lists_latency_per_kind():
 
 def test_a_rewritten_file_keeps_the_profile_and_the_historical_studies(tmp_path):
     path = tmp_path / "BENCHMARKS.md"
-    assert report.historical(path) == "" and report.preface(path) == ""  # no file yet
+    kept = lambda heading: report.kept(path, heading)  # noqa: E731
+    assert kept(report.HISTORICAL_HEADING) == "" and kept(report.PREFACE_HEADING) == ""  # no file yet
     history = f"{report.HISTORICAL_HEADING}\n\n### Geometry\n\n| exact W2 | 0.083 s |\n"
     profile = f"{report.PREFACE_HEADING}\n\n1. **Threads.** One per process.\n"
     path.write_text(f"# Benchmarks\n\n{profile}\n## Query\n\nold generated part\n\n{history}", encoding="utf-8")
-    assert report.historical(path) == history and report.preface(path) == profile + "\n"
-    md = report.render(results_fixture(load=1.2), report.historical(path), report.preface(path))
+    assert kept(report.HISTORICAL_HEADING) == history and kept(report.PREFACE_HEADING) == profile + "\n"
+    md = report.render(results_fixture(load=1.2), kept(report.HISTORICAL_HEADING), kept(report.PREFACE_HEADING))
     assert md.endswith(history) and "old generated part" not in md and md.count(report.HISTORICAL_HEADING) == 1
     assert md.index(profile) < md.index("## The app") and md.count(report.PREFACE_HEADING) == 1
 
@@ -191,7 +180,13 @@ def test_a_rewritten_file_keeps_the_profile_and_the_historical_studies(tmp_path)
 def test_the_shipped_file_marks_every_removed_study_historical():
     from benchmarks.run import BENCHMARKS_MD
 
-    history = report.historical(BENCHMARKS_MD)
-    for study in ("Thread settings under CPU contention", "Build throughput and index rebuild", "Geometry",
+    history = report.kept(BENCHMARKS_MD, report.HISTORICAL_HEADING)
+    for study in ("Query path at 2 threads", "The text tower run once per retriever",
+                  "The app with every core, and with one core busy", "Before / after of that run",
+                  "Thread settings under CPU contention", "Build throughput and index rebuild", "Geometry",
                   "FAISS index types at scale"):
         assert f"### {study}\n\n*Historical: measured on" in history
+    current = BENCHMARKS_MD.read_text(encoding="utf-8").split(report.HISTORICAL_HEADING)[0]
+    rows = [line for line in current.splitlines() if line.startswith("| ")]
+    removed = ("[2 threads]", "[every core", "1 core busy]", "text encoded per retriever")  # what the harness lost
+    assert len(rows) > 50 and [row for row in rows if any(tag in row for tag in removed)] == []

@@ -65,17 +65,21 @@ def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_pa
     import os
     import shutil
 
-    indexes = tmp_path / "indexes"
-    shutil.copytree(repo_root / "indexes" / "scenes", indexes / "scenes")
-    written = []
+    runs = []
     for threads in ("1", "2"):  # the same indexes give the same bytes whatever the thread count
-        out = subprocess.run([sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test",
-                              "--retriever", "text-dense"], cwd=repo_root, capture_output=True, text=True,
-                             timeout=600, env={**os.environ, "CIEA_INDEX_DIR": str(indexes), "CIEA_THREADS": threads})
-        assert out.returncode == 0, out.stderr
-        written.append(((indexes / "scenes" / "eval_test.json").read_bytes(), out.stdout))
+        indexes = tmp_path / f"indexes-{threads}"  # a copy each: the two run side by side
+        shutil.copytree(repo_root / "indexes" / "scenes", indexes / "scenes")
+        runs.append((indexes, subprocess.Popen(
+            [sys.executable, "-m", "ciea", "eval", "--corpus", "scenes", "--split", "test", "--retriever",
+             "text-dense"], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "CIEA_INDEX_DIR": str(indexes), "CIEA_THREADS": threads})))
+    written = []
+    for indexes, proc in runs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr
+        written.append(((indexes / "scenes" / "eval_test.json").read_bytes(), stdout))
     assert written[0] == written[1]
-    report = json.loads(out.stdout)
+    report = json.loads(stdout)
     shipped = json.loads((repo_root / "indexes" / "scenes" / "eval_test.json").read_text())["metrics"]
     assert list(report["metrics"]) == list(shipped)  # --retriever text-dense updates text-dense only
     assert {n: m for n, m in report["metrics"].items() if n != "text-dense"} == \

@@ -7,6 +7,7 @@ rendering, and per-kind evaluation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import re
@@ -183,9 +184,10 @@ def _template_regex(template: str, slots: dict[str, str]) -> re.Pattern:
     return re.compile(f"^{pattern}$")
 
 
-def parse_probe(kind: str, split: str, text: str, names: dict[str, str]) -> tuple:
-    """(primary, secondary, attribute) named by a probe query's text, via the templates of its
-    split; the text must read one way only. ``names``: every object name and plural -> name."""
+@functools.lru_cache
+def _readings(kind: str, split: str, names: tuple[str, ...]) -> list[tuple[str, re.Pattern]]:
+    """(relation or kind, compiled template) for each template a probe query of ``kind`` in
+    ``split`` may use; made once per kind and split (building them is most of the test's time)."""
     alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     colours = "|".join(sc.PALETTE)
     slots = {"P": f"(?:a|an|some) (?P<P>{alt})", "S": f"(?:a|an|some) (?P<S>{alt})",
@@ -194,21 +196,26 @@ def parse_probe(kind: str, split: str, text: str, names: dict[str, str]) -> tupl
         slots["S"] = f"(?:a|an|some) (?P<C>{colours}) (?P<S>{alt})"
     table = sp.TRAINING if split == "train" else sp.HELD_OUT
     keys = sp.RELATIONS if kind == "spatial" else (kind,)
+    return [(key, _template_regex(template, slots)) for key in keys for template in table[key]]
+
+
+def parse_probe(kind: str, split: str, text: str, names: dict[str, str]) -> tuple:
+    """(primary, secondary, attribute) named by a probe query's text, via the templates of its
+    split; the text must read one way only. ``names``: every object name and plural -> name."""
     readings = set()
-    for key in keys:
-        for template in table[key]:
-            m = _template_regex(template, slots).match(text)
-            if not m:
-                continue
-            g = m.groupdict()
-            if kind == "binding":
-                readings.add((g["P"], g["S"], g["C"]))
-            elif kind == "spatial":
-                readings.add((g["P"], g["S"], key))
-            elif kind == "count":
-                readings.add((g["P"], names[g["Sn"]], {"one": 1, "two": 2, "three": 3}[g["N"]]))
-            else:
-                readings.add((g["P"], g["S"]))
+    for key, template in _readings(kind, split, tuple(names)):
+        m = template.match(text)
+        if not m:
+            continue
+        g = m.groupdict()
+        if kind == "binding":
+            readings.add((g["P"], g["S"], g["C"]))
+        elif kind == "spatial":
+            readings.add((g["P"], g["S"], key))
+        elif kind == "count":
+            readings.add((g["P"], names[g["Sn"]], {"one": 1, "two": 2, "three": 3}[g["N"]]))
+        else:
+            readings.add((g["P"], g["S"]))
     assert len(readings) == 1, f"{split} {kind} query {text!r} reads as {readings or 'nothing'}"
     return readings.pop()
 

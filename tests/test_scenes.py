@@ -6,6 +6,7 @@ the layout-only checks at full size (no images rendered).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -101,6 +102,7 @@ def _strip_article(phrase: str) -> str:
     return re.sub(r"^(a|an|some) ", "", phrase)
 
 
+@functools.lru_cache
 def _template_regex(template: str) -> re.Pattern:
     pics = "|".join(sc.PICTURE_WORDS)
     pattern = re.escape(template)
@@ -122,7 +124,14 @@ def parse_query(split: str, kind: str, text: str) -> tuple[str | None, str | Non
 
 
 def check_exact_relevance(bench: sc.ScenesBenchmark) -> None:
-    layouts = bench.layouts
+    # every scene id under what a query may name: its primary; primary and a secondary; any object
+    with_primary, with_pair, showing = defaultdict(set), defaultdict(set), defaultdict(set)
+    for l in bench.layouts:
+        with_primary[l.primary.name].add(l.scene_id)
+        for o in l.secondaries:
+            with_pair[(l.primary.name, o.name)].add(l.scene_id)
+        for name in l.names():
+            showing[name].add(l.scene_id)
     for split in sc.SPLITS:
         assert bench.queries[split], split
         for q in bench.queries[split]:
@@ -130,12 +139,11 @@ def check_exact_relevance(bench: sc.ScenesBenchmark) -> None:
                 continue  # probe kinds: tests/test_scene_probes.py
             primary, secondary = parse_query(split, q.kind, q.text)
             if q.kind == "caption":
-                expected = {l.scene_id for l in layouts if l.primary.name == primary}
+                expected = with_primary.get(primary, set())
             elif q.kind == "complementary":
-                expected = {l.scene_id for l in layouts
-                            if l.primary.name == primary and secondary in {o.name for o in l.secondaries}}
+                expected = with_pair.get((primary, secondary), set())
             else:
-                expected = {l.scene_id for l in layouts if secondary in l.names()}
+                expected = showing.get(secondary, set())
             assert expected, q
             assert set(bench.qrels[split][q.qid]) == expected, q
             assert set(bench.qrels[split][q.qid].values()) == {1}

@@ -82,19 +82,22 @@ def test_open_clip_pipeline_end_to_end(tiny_settings, tmp_path, random_clip):
     assert "shared CLIP space" in service.retriever("tiny", "dual-fused").retriever.towers()
 
 
-def test_text_tower_runs_once_per_query_unless_sharing_is_off(tiny_built, monkeypatch):
+def test_text_tower_runs_once_per_query_text_for_every_retriever(tiny_built, monkeypatch):
     service = SearchService(tiny_built)
     names = service.retrievers("tiny")
     assert len(names) > 1
     calls = []
     encode = service.backbone.encode_text
     monkeypatch.setattr(service.backbone, "encode_text", lambda texts, *a, **kw: calls.append(texts) or encode(texts))
-    service.search("a blue box", "tiny", names, 3)
-    assert calls == [["a blue box"]]
-    service.share_text_encoding = False  # the benchmarks' peer: one tower pass per retriever
-    calls.clear()
-    service.search("a blue box", "tiny", names, 3)
-    assert len(calls) == len(names)
+    first = service.search("a blue box", "tiny", names, 3)
+    assert calls == [["a blue box"]]  # one tower pass, shared by every retriever
+    again = service.search("a blue box", "tiny", names, 3)
+    assert calls == [["a blue box"]]  # the same text again: the cached vector
+    assert {n: [r.doc_id for r in rows] for n, rows in again.results.items()} == {
+        n: [r.doc_id for r in rows] for n, rows in first.results.items()}
+    service.search("a red ball", "tiny", names[:1], 3)
+    service.search("a red ball", "tiny", names[1:], 3)
+    assert calls == [["a blue box"], ["a red ball"]]  # a new text: one more pass, whichever retrievers ask
 
 
 def test_result_rows_assemble_hits_with_document_facts(tiny_built):

@@ -1,7 +1,7 @@
 """A short soak in the suite: 4 gradio_client sessions x 25 mixed queries, zero errors.
 
-The long soak (16 clients, minutes) runs from ``python -m benchmarks.soak``; its figures go
-to BENCHMARKS.md.
+The long soak (16 clients, minutes) runs in ``python -m benchmarks.run --only app`` (alone:
+``python -m benchmarks.soak``); its figures go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
