@@ -86,7 +86,7 @@ def test_eval_prints_metrics_per_retriever_and_kind_for_scenes(repo_root, tmp_pa
         {n: m for n, m in shipped.items() if n != "text-dense"}
     assert report["queries"] >= 1000
     by_kind = report["metrics"]["text-dense"]
-    assert set(by_kind) == {"all", "caption", "complementary", "image-only"}
+    assert set(by_kind) == {"all", "caption", "complementary", "image-only", "binding", "spatial", "count", "unseen"}
     # Captions name the primary, so caption-answerable queries are easy and image-only ones are not.
     assert by_kind["caption"]["mrr@10"] > 0.9 > 0.2 > by_kind["image-only"]["mrr@10"]
     assert json.loads((indexes / "scenes" / "eval_test.json").read_text())["metrics"] == report["metrics"]

@@ -167,6 +167,16 @@ def full_probed(probed_dir):
     return layouts, queries, qrels, meta, objects
 
 
+def test_shipped_assets_are_what_the_generator_writes(probed_dir):
+    """The committed text assets are exactly a fresh probed build (seed 0, what `build-assets
+    --corpus scenes` writes): deterministic and up to date."""
+    shipped = Path(__file__).resolve().parent.parent / "assets" / "scenes"
+    names = sorted(p.name for p in probed_dir.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in shipped.iterdir() if p.is_file() and not p.name.startswith("."))
+    for name in names:
+        assert (probed_dir / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
 def test_every_probe_kind_has_at_least_300_test_queries(full_probed):
     _, queries, _, meta, _ = full_probed
     counts = {s: Counter(q.kind for q in qs) for s, qs in queries.items()}  # a missing kind reads 0
