@@ -13,7 +13,6 @@ printed as Markdown. Choices are made on dev; test is reported beside it, never 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import statistics
@@ -61,11 +60,8 @@ def variant_config(name: str, seed: int, max_minutes: float | None, epochs: int 
 
     if name not in VARIANTS:
         raise InputError(f"Unknown ablation variant {name!r}; known: {', '.join(VARIANTS)}.")
-    base = default_config("ciea")
-    change = dict(VARIANTS[name])
-    head = {**base.ciea, **change.pop("ciea", {})}
     budget = {"epochs": epochs, "max_minutes": None} if epochs else {"max_minutes": max_minutes}
-    return dataclasses.replace(base, seed=seed, ciea=head, **budget, **change)
+    return default_config("ciea", seed=seed, **budget, **VARIANTS[name])
 
 
 def score_head(backbone, head, head_config: dict, settings: Settings) -> dict:

@@ -254,9 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_training_data(load_backbone(settings.backbone), settings, args.corpus)
     summary = []
     for name in names:
-        default = default_config(name)
-        head = {"ciea": {**default.ciea, **overrides["ciea"]}} if "ciea" in overrides else {}  # merged, not replaced
-        config = dataclasses.replace(default, **{**overrides, **head})
+        config = default_config(name, **overrides)
         result = train_retriever(name, settings, config, data=data, corpora=args.corpus)
         summary.append({"retriever": name, "checkpoint": str(result.checkpoint.path), "sha256": result.checkpoint.sha256,
                         "best_epoch": result.best_epoch, "dev_mrr@10": result.dev_mrr10,

@@ -99,10 +99,13 @@ SCHEDULES: dict[str, dict] = {
 }
 
 
-def default_config(name: str) -> TrainConfig:
-    """The schedule ``python -m ciea train`` uses for retriever ``name``."""
+def default_config(name: str, **overrides) -> TrainConfig:
+    """The schedule ``python -m ciea train`` uses for retriever ``name``, with ``overrides``; a
+    ``ciea`` override adds to the schedule's head options instead of replacing them."""
+    schedule = SCHEDULES.get(name, {})
+    head = {**schedule.get("ciea", {}), **overrides.pop("ciea", {})}
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return TrainConfig(device=device, **SCHEDULES.get(name, {}))
+    return TrainConfig(**{"device": device, **schedule, **overrides, "ciea": head})
 
 
 @dataclass
@@ -492,15 +495,15 @@ def train_ciea(backbone: Backbone, train: Split, devs: Sequence[Split], config: 
     for tower in (getattr(backbone, "text_model", None), getattr(backbone, "model", None)):
         for p in tower.parameters() if tower is not None else ():
             p.requires_grad_(False)  # frozen language model: gradients reach the head only
-    readers = []  # the backbone documents are read with (a private adapted copy with adapter_rank)
+    reader = backbone  # what documents are read with: a private adapted copy with adapter_rank
 
     def make_head() -> CIEAHead:
+        nonlocal reader
         head = CIEAHead(head_config)
-        readers.append(head.attach_adapter(backbone))
+        reader = head.attach_adapter(backbone)  # before _setup loads a resumed state into the adapter
         return head
 
     head, scale, optimizer, rng, device = _setup(make_head, config, initial_state)
-    reader = readers[0]
     queries = [p.query for p in train.pairs]
     query_vecs = torch.as_tensor(train.query_vectors(backbone), device=device)
     captions = [train.documents[p.positives[0]].text for p in train.pairs]
