@@ -35,6 +35,8 @@ VARIANTS: dict[str, dict] = {
     "mean pooling": {"ciea": {"attention_pool": False}},
     "no complementarity weights": {"use_weights": False},
     "lambda 0 (no L_comp)": {"lam": 0.0},
+    "lambda 0.1 (the paper's)": {"lam": 0.1},
+    "lambda 0.3": {"lam": 0.3},
     "49 patch tokens": {"ciea": {"patch_grid": 0}},
     "LoRA adapter (rank 8)": {"ciea": {"adapter_rank": 8}},
     "second stage (2 epochs)": {"hard_negative_epochs": 2},
