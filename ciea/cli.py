@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="maximum epochs (default: per retriever, see ciea/train.py)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--lam", type=float, help="CIEA: weight of the complementary loss L_comp (default 1, chosen on dev; the paper uses 0.1)")
+    p.add_argument("--lam", type=float, help="CIEA: weight of the complementary loss L_comp (default: the "
+                   "schedule in ciea/train.py, chosen on dev; the paper uses 0.1)")
     p.add_argument("--patience", type=int, help="epochs without dev improvement before stopping")
     p.add_argument("--pairs-per-epoch", type=int, help="sample this many training queries per epoch")
     p.add_argument("--group-size", type=int, help="pairs drawn together from scenes sharing a caption, so they "

@@ -89,10 +89,10 @@ class TrainConfig:
 
 #: CIEA pushes every batch through the language model, so its CPU schedule samples 4,096 pairs
 #: per epoch (each epoch's dev scoring encodes about 5,000 dev documents, so shorter epochs would
-#: spend the budget on scoring) and trains within 18 minutes (the whole `python -m ciea train`,
-#: features included, then fits in 30 minutes on 2 cores; README, "Training the heads"). 3 x 3 patch tokens (the 7 x 7 grid average-pooled): at equal
-#: wall time on 2 cores they reached a higher dev MRR@10 than 49 tokens (epoch 3 at 4 min: scenes
-#: 0.537 against 0.481 for 49 tokens after 2 epochs at 7 min; README, "CIEA here").
+#: spend the budget on scoring) and its epochs stop within 18 minutes (preparation comes on top; the
+#: whole `python -m ciea train` took about 27 to 30 minutes on 2 cores; README, "Training the heads").
+#: 3 x 3 patch tokens (the 7 x 7 grid average-pooled): at equal wall time on 2 cores they reached a
+#: higher dev MRR@10 than 49 tokens (README, "CIEA here").
 #: lam 1 (the paper's 0.1 is DEFAULT_LAMBDA): the best dev score of 0.1, 0.3 and 1 after 3 epochs
 #: each (`python -m ciea ablate`; 0 came last in an earlier sweep; README, "CIEA here").
 SCHEDULES: dict[str, dict] = {
